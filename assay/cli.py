@@ -1,0 +1,197 @@
+"""The ``assay`` command line. Commands are thin; heavy modules are imported inside them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from assay.errors import AssayError, ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Rate, cluster and select LLM pretraining data.",
+)
+
+
+def _fail(error: Exception) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    raise typer.Exit(2)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``-O perplexity.max_tokens=128`` -> {"perplexity": {"max_tokens": 128}}."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        rater, dot, option = key.partition(".")
+        if not sep or not dot or not option:
+            raise ConfigError(f"-O/--option must look like RATER.KEY=VALUE, got {pair!r}")
+        out.setdefault(rater, {})[option] = yaml.safe_load(value)
+    return out
+
+
+def _progress_printer(label: str):
+    """A callback that draws a rich progress bar (docs/s, tokens/s, ETA by input bytes)."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[docs]:,} docs  {task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task(label, total=None, docs=0, rate="")
+    state = {"last_log": 0.0, "started": False}
+
+    def update(p) -> None:
+        if not state["started"]:
+            bar.start()
+            state["started"] = True
+        elapsed = max(time.perf_counter() - p.started, 1e-9)
+        rate = f"{p.docs / elapsed:,.1f} docs/s  {p.tokens / elapsed:,.0f} tok/s"
+        if p.bad:
+            rate += f"  {p.bad} quarantined"
+        bar.update(task, completed=p.bytes_done, total=p.bytes_total, docs=p.docs, rate=rate)
+        if not console.is_terminal and time.perf_counter() - state["last_log"] > 10:
+            state["last_log"] = time.perf_counter()
+            share = p.bytes_done / max(p.bytes_total, 1)
+            console.print(f"{label}: {p.docs:,} docs ({share:.0%} of input), {rate}")
+
+    def close() -> None:
+        if state["started"]:
+            bar.stop()
+
+    update.close = close  # type: ignore[attr-defined]
+    return update
+
+
+@app.command()
+def annotate(
+    inputs: list[str] = typer.Argument(..., help="JSONL(.gz/.zst)/Parquet files, globs, folders"),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (shards + manifest.json)"),
+    rater: list[str] = typer.Option(
+        ..., "--rater", "-r", help="Rater name, NAME=MODEL_DIR, or a folder with rater.json"
+    ),
+    option: list[str] = typer.Option(
+        [], "-O", "--option", help="Rater option RATER.KEY=VALUE, e.g. perplexity.max_tokens=128"
+    ),
+    text_field: str = typer.Option("text", help="Field holding the document text"),
+    id_field: str = typer.Option("id", help="Field holding the id (sha1(text) if absent)"),
+    shard_size: int = typer.Option(2000, help="Documents per output shard (unit of resume)"),
+    on_error: str = typer.Option("raise", help="raise | quarantine (bad records)"),
+    tokenizer: str = typer.Option(
+        "smollm2-135m", help="Tokenizer for the n_tokens column ('none' to skip)"
+    ),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+    dtype: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16"),
+    overwrite: bool = typer.Option(False, help="Discard an earlier run in OUT and start over"),
+) -> None:
+    """Rate every document; resumable (rerun the same command after a crash)."""
+    try:
+        from assay.annotate import annotate as run
+        from assay.records import Fields
+        from raters.registry import build_rater
+
+        options = _parse_options(option)
+        names = [r.partition("=")[0] for r in rater]
+        unknown = set(options) - {Path(n).name for n in names} - set(names)
+        if unknown:
+            raise ConfigError(f"-O names raters not given with --rater: {sorted(unknown)}")
+        raters = [
+            build_rater(r, device=device, dtype=dtype, **options.get(n, {}))
+            for r, n in zip(rater, names)
+        ]
+        counter = None
+        if tokenizer != "none":
+            from raters.tokens import TokenCounter
+
+            counter = TokenCounter(tokenizer)
+        progress = _progress_printer("annotate")
+        try:
+            manifest = run(
+                inputs,
+                out,
+                raters,
+                fields=Fields(text=text_field, id=id_field),
+                shard_size=shard_size,
+                on_error=on_error,
+                count_tokens=counter,
+                tokenizer_name=None if tokenizer == "none" else tokenizer,
+                overwrite=overwrite,
+                on_progress=progress,
+            )
+        finally:
+            progress.close()  # type: ignore[attr-defined]
+    except AssayError as e:
+        _fail(e)
+        return
+    counts = manifest["counts"]
+    typer.echo(
+        f"annotated {counts['rows']:,} documents ({counts['quarantined']} quarantined) "
+        f"into {counts['shards']} shards: {out}"
+    )
+
+
+@app.command("raters")
+def list_raters() -> None:
+    """List built-in raters and presets."""
+    from raters.registry import BUILTIN, presets
+
+    for name in sorted(BUILTIN):
+        typer.echo(f"{name:32s} built-in")
+    for name, path in presets().items():
+        typer.echo(f"{name:32s} preset ({path.name}); use {name}=/path/to/model")
+
+
+@app.command()
+def demo(
+    corpus: Path = typer.Option(Path("data/demo"), help="Demo corpus folder"),
+    out: Path = typer.Option(Path("out/demo"), help="Where the demo writes its artifacts"),
+    ppl_tokens: int = typer.Option(128, help="Tokens per document the perplexity LM reads"),
+) -> None:
+    """Run the main job end to end on the bundled demo corpus."""
+    try:
+        from assay.demo import run_demo
+
+        run_demo(corpus, out, ppl_tokens=ppl_tokens)
+    except AssayError as e:
+        _fail(e)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m assay`
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # a bug of ours: one line for the user, the trace on request
+        if os.environ.get("ASSAY_DEBUG"):
+            raise
+        print(
+            f"internal error: {type(e).__name__}: {e}\n"
+            "  rerun with ASSAY_DEBUG=1 for the traceback, and please report it",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
