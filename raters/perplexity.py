@@ -88,7 +88,9 @@ class PerplexityRater(Rater):
         enc = tok(cut, add_special_tokens=False, return_offsets_mapping=True)
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         ids, fraction = [], np.ones(len(texts), dtype=np.float32)
-        for i, (row, offsets) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
+        for i, (row, offsets) in enumerate(
+            zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+        ):
             row = row[: self.max_tokens]
             if texts[i] and row:
                 fraction[i] = min(1.0, offsets[len(row) - 1][1] / len(texts[i]))
