@@ -20,9 +20,8 @@ app = typer.Typer(
 
 
 def _fail(error: Exception) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    # Plain print: a terminal-width wrap would split file paths and line numbers.
+    print(f"error: {error}", file=sys.stderr)
     raise typer.Exit(2)
 
 

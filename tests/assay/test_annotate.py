@@ -52,7 +52,13 @@ def test_shards_manifest_and_columns(tmp_path, demo_records):
 
 def test_bad_record_stops_by_default_and_quarantines_on_request(tmp_path, demo_records):
     good = [(json.dumps(r) + "\n").encode() for r in demo_records[:30]]
-    lines = good[:10] + [b'{"id": 1, "text": "unterminated\n'] + good[10:20] + [b'{"id": 2}\n'] + good[20:]
+    lines = [
+        *good[:10],
+        b'{"id": 1, "text": "unterminated\n',
+        *good[10:20],
+        b'{"id": 2}\n',
+        *good[20:],
+    ]
     src = _write_jsonl(tmp_path / "bad.jsonl", lines)
     with pytest.raises(BadRecordError, match=r"bad\.jsonl:11: invalid JSON"):
         annotate([src], tmp_path / "strict", [HeuristicRater()], shard_size=8)

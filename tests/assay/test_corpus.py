@@ -101,7 +101,12 @@ def test_items_keep_going_past_bad_records(tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(_jsonl_bytes(DOCS[:1]) + b"not json\n" + _jsonl_bytes(DOCS[1:]))
     items = list(iter_items(expand_inputs([path])))
-    assert [(i.unit, i.record is None) for i in items] == [(1, False), (2, True), (3, False), (4, False)]
+    assert [(i.unit, i.record is None) for i in items] == [
+        (1, False),
+        (2, True),
+        (3, False),
+        (4, False),
+    ]
     assert items[1].raw == "not json"
 
 
