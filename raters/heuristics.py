@@ -27,9 +27,12 @@ Where this differs from RPv2, and why:
   trailing newline does not add an empty "line" that duplicates another empty one.
 
 Everything runs batched in numpy (see ``raters.heuristics_text`` and
-``raters.heuristics_ngrams``); only per-document string calls (normalise, split, regex
-split for paragraphs) are Python-level. Batches are cut into chunks of about
-``chunk_chars`` characters to bound memory.
+``raters.heuristics_ngrams``); what stays per document is C-level string work (normalise,
+``split``, a ``dict`` for word ids, line/paragraph splitting for the Gopher duplicates),
+with no Python loop over characters, tokens or n-grams. On ~4,300-character documents
+(Python's own docs) that is ~2,000 docs/s on one CPU core, ~9x a direct transcription
+of the RPv2 code. Batches are cut into chunks of about ``chunk_chars`` characters to
+bound memory.
 
 Example:
     >>> rater = HeuristicRater()
@@ -40,7 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +51,17 @@ import numpy as np
 from assay.errors import AssayError
 from raters.base import Columns, Rater
 from raters.heuristics_ngrams import DUPE_NGRAMS, TOP_NGRAMS, word_signals
-from raters.heuristics_text import NUMERIC, SPACE, UPPER, WORD, CharBatch, normalize_keep_lines
+from raters.heuristics_text import (
+    ASCII_LETTER,
+    NUMERIC,
+    SENTENCE_END,
+    SPACE,
+    TERMINAL,
+    UPPER,
+    WORD,
+    CharBatch,
+    normalize_keep_lines,
+)
 
 SIGNALS: dict[str, str] = {
     "rps_doc_word_count": "number of normalised words",
@@ -86,18 +98,13 @@ SIGNALS: dict[str, str] = {
     "gopher_frac_dup_paragraph_chars": "chars in repeated paragraphs / chars of the text",
 }
 
-_TERMINAL = np.array([ord(c) for c in ".!?”"], np.uint32)
-_SENTENCE_END = np.array([ord(c) for c in ".!?"], np.uint32)
-_PARAGRAPH_BREAK = re.compile(r"\n{2,}")
-_LINE_BREAK = re.compile(r"\n+")
-
 
 class HeuristicRater(Rater):
     """RPv2 / Gopher quality signals, one float32 column per signal in ``SIGNALS``.
 
     Args:
         chunk_chars: texts are processed in chunks of about this many characters (a
-            longer single text is one chunk); peak memory is ~60 bytes per character.
+            longer single text is one chunk); peak memory is ~30-40 bytes per character.
 
     Example:
         >>> batch = HeuristicRater()({"id": ["a"], "text": ["Hello world."]})
@@ -145,8 +152,8 @@ def _chunks(texts: list[str], budget: int):
 def _score_chunk(texts: list[str]) -> dict[str, np.ndarray]:
     raw = CharBatch.from_texts(texts)
     norm_texts = [normalize_keep_lines(t) for t in texts]
-    out = _raw_signals(raw)
     n_lines = np.bincount(raw.line_doc, minlength=raw.n_docs)
+    out = _raw_signals(raw, n_lines)
     out["rps_lines_numerical_chars_fraction"] = _numeric_lines(
         CharBatch.from_texts(norm_texts), n_lines
     )
@@ -155,52 +162,54 @@ def _score_chunk(texts: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _raw_signals(raw: CharBatch) -> dict[str, np.ndarray]:
-    n_docs, cp = raw.n_docs, raw.cp
-    space, word, upper = raw.has(SPACE), raw.has(WORD), raw.has(UPPER)
-    n_lines = np.bincount(raw.line_doc, minlength=n_docs)
+def _raw_signals(raw: CharBatch, n_lines: np.ndarray) -> dict[str, np.ndarray]:
+    n_docs, flags = raw.n_docs, raw.flags
 
     # Uppercase letters per line over the line's length, "\n" included (RPv2 uses the
     # raw line slice). Every line has at least one character.
-    line_len = np.bincount(raw.line_id, minlength=raw.n_lines)
-    upper_frac = raw.per_line(upper) / np.maximum(line_len, 1)
+    upper_frac = raw.per_line(raw.has(UPPER)) / raw.line_lengths
 
-    # A line ends in terminal punctuation if its last non-space character is one.
-    ends = np.zeros(raw.n_lines)
-    solid = np.flatnonzero(~space)
-    if solid.size:
-        solid_line = raw.line_id[solid]
-        last = solid[np.r_[solid_line[1:] != solid_line[:-1], True]]
-        ends[raw.line_id[last]] = np.isin(cp[last], _TERMINAL)
+    # A line ends in terminal punctuation if its last non-space character is one:
+    # for each line, the last non-space position before the next line's start.
+    solid = np.flatnonzero(~raw.has(SPACE))
+    last = np.searchsorted(solid, raw.line_ends) - 1
+    ends = np.zeros(raw.line_starts.size)
+    ok = last >= 0
+    ok[ok] = solid[last[ok]] >= raw.line_starts[ok]
+    ends[ok] = (flags[solid[last[ok]]] & TERMINAL) != 0
 
-    # WordPunctTokenizer tokens are maximal runs of \w or of [^\w\s].
-    word_run = raw.run_starts(word)
-    n_tokens = raw.per_doc(None, word_run | raw.run_starts(~space & ~word))
-    ascii_letter = ((cp | 0x20) >= ord("a")) & ((cp | 0x20) <= ord("z"))
-    run_id = np.cumsum(word_run) - 1
-    run_has_alpha = np.zeros(int(word_run.sum()), bool)
-    run_has_alpha[run_id[ascii_letter]] = True
-    n_alpha = np.bincount(raw.doc[word_run][run_has_alpha], minlength=n_docs)
+    # WordPunctTokenizer tokens are maximal runs of \w or of [^\w\s]. A \w run has an
+    # ASCII letter if the segment from its start to the next run's start does (the
+    # rest of that segment is non-word, so holds no letter).
+    word = raw.has(WORD)
+    word_runs = np.flatnonzero(raw.run_starts(word))
+    other_runs = np.flatnonzero(raw.run_starts((flags & (WORD | SPACE)) == 0))
+    n_tokens = raw.per_doc(word_runs) + raw.per_doc(other_runs)
+    alpha_runs = word_runs[_segments_any(raw.has(ASCII_LETTER), word_runs)]
+    n_alpha = raw.per_doc(alpha_runs)
 
     # findall(r"\b[^.!?]+[.!?]*") finds one match per maximal run of [^.!?] that holds a
     # word character: the match starts at the run's first \w (a word boundary, since what
     # precedes it is non-word) and swallows the rest of the run and the [.!?] after it; a
     # run without \w holds no word boundary.
-    not_end = ~np.isin(cp, _SENTENCE_END)
-    seg_start = raw.run_starts(not_end)
-    seg_id = np.cumsum(seg_start) - 1
-    seg_has_word = np.zeros(int(seg_start.sum()), bool)
-    seg_has_word[seg_id[word]] = True
-    n_sentences = np.bincount(raw.doc[seg_start][seg_has_word], minlength=n_docs)
+    segments = np.flatnonzero(raw.run_starts(~raw.has(SENTENCE_END)))
+    n_sentences = raw.per_doc(segments[_segments_any(word, segments)])
 
     return {
-        "rps_doc_num_sentences": n_sentences.astype(np.float64),
+        "rps_doc_num_sentences": n_sentences,
         "rps_doc_frac_no_alph_words": np.divide(
             n_tokens - n_alpha, n_tokens, out=np.zeros(n_docs), where=n_tokens > 0
         ),
         "rps_lines_uppercase_letter_fraction": raw.lines_mean(upper_frac, n_lines),
         "rps_lines_ending_with_terminal_punctution_mark": raw.lines_mean(ends, n_lines),
     }
+
+
+def _segments_any(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """For sorted ``starts``: is ``mask`` True anywhere in ``[starts[i], starts[i + 1])``?"""
+    if starts.size == 0:
+        return np.zeros(0, bool)
+    return np.logical_or.reduceat(mask, starts)
 
 
 def _numeric_lines(norm: CharBatch, n_lines: np.ndarray) -> np.ndarray:
@@ -213,7 +222,7 @@ def _numeric_lines(norm: CharBatch, n_lines: np.ndarray) -> np.ndarray:
     solid = ~norm.has(SPACE)
     n_solid = norm.per_line(solid)
     n_runs = norm.per_line(norm.run_starts(solid))
-    length = n_solid + np.maximum(n_runs - 1, 0)
+    length = (n_solid + np.maximum(n_runs - 1, 0)).astype(np.float64)
     numeric = norm.per_line(norm.has(NUMERIC))
     frac = np.divide(numeric, length, out=np.zeros_like(length), where=length > 0)
     return norm.lines_mean(frac, n_lines)
@@ -225,8 +234,14 @@ def _gopher_duplicates(texts: list[str]) -> dict[str, np.ndarray]:
         if not text:
             continue
         stripped = text.strip()
-        for unit, pattern in (("line", _LINE_BREAK), ("paragraph", _PARAGRAPH_BREAK)):
-            parts = pattern.split(stripped)
+        # = re.split(r"\n+", stripped): stripped text has no leading/trailing "\n", so
+        # the only empty pieces come from runs of "\n"; filter(None) drops them in C.
+        lines = list(filter(None, stripped.split("\n"))) or [""]
+        # = re.split(r"\n{2,}", stripped), 4x faster: split("\n\n") leaves one "\n" at
+        # the start of a piece after an odd run and empty pieces inside runs of 4+.
+        paragraphs = [p.lstrip("\n") for p in stripped.split("\n\n")]
+        paragraphs = list(filter(None, paragraphs)) or [""]
+        for unit, parts in (("line", lines), ("paragraph", paragraphs)):
             distinct = set(parts)
             # Each distinct element's first occurrence is not a repeat; the rest are.
             out[f"gopher_frac_dup_{unit}s"][i] = (len(parts) - len(distinct)) / len(parts)

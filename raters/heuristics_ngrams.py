@@ -37,17 +37,19 @@ def word_signals(words_per_doc: Sequence[list[str]]) -> dict[str, np.ndarray]:
     """
     n_docs = len(words_per_doc)
     n_words = np.fromiter(map(len, words_per_doc), np.int64, n_docs)
-    total = int(n_words.sum())
-    offsets = np.cumsum(n_words) - n_words
+    bounds = np.concatenate([[0], np.cumsum(n_words)])  # doc d is words bounds[d]:bounds[d+1]
+    total = int(bounds[-1])
     ids = np.fromiter(
-        chain.from_iterable(map(_first_occurrence, words_per_doc, offsets.tolist())),
+        chain.from_iterable(map(_first_occurrence, words_per_doc, bounds[:-1].tolist())),
         np.int64,
         total,
     )
     lengths = np.fromiter(map(len, chain.from_iterable(words_per_doc)), np.int64, total)
-    word_doc = np.repeat(np.arange(n_docs), n_words)
-    chars = np.bincount(word_doc, weights=lengths, minlength=n_docs)
-    has_words = n_words > 0
+    cum_chars = np.concatenate([[0], np.cumsum(lengths)])
+    chars = (cum_chars[bounds[1:]] - cum_chars[bounds[:-1]]).astype(np.float64)
+
+    def doc_of(positions: np.ndarray) -> np.ndarray:
+        return np.searchsorted(bounds, positions, side="right") - 1
 
     def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.divide(num, den, out=np.zeros(n_docs), where=den > 0)
@@ -56,83 +58,86 @@ def word_signals(words_per_doc: Sequence[list[str]]) -> dict[str, np.ndarray]:
     # One entry per distinct word of a document, at its first occurrence.
     types = np.flatnonzero(ids == np.arange(total))
     type_counts = counts[types].astype(np.float64)
-    type_doc = word_doc[types]
-    n_types = np.bincount(type_doc, minlength=n_docs)
+    n_types = np.diff(np.searchsorted(types, bounds))
     # H = -sum (c/N) log(c/N) = log N - (1/N) sum c log c
-    c_log_c = np.bincount(type_doc, weights=type_counts * np.log(type_counts), minlength=n_docs)
+    c_log_c = np.bincount(
+        doc_of(types), weights=type_counts * np.log(type_counts), minlength=n_docs
+    )
     safe_n = np.maximum(n_words, 1)
     out = {
         "rps_doc_word_count": n_words.astype(np.float64),
         "rps_doc_mean_word_length": ratio(chars, n_words),
         "rps_doc_frac_unique_words": ratio(n_types, n_words),
-        "rps_doc_unigram_entropy": np.where(has_words, np.log(safe_n) - c_log_c / safe_n, 0.0),
+        "rps_doc_unigram_entropy": np.where(n_words > 0, np.log(safe_n) - c_log_c / safe_n, 0.0),
     }
 
-    # remaining[i]: words from position i to the end of its document, inclusive.
-    remaining = n_words[word_doc] - (np.arange(total) - offsets[word_doc])
-    cum_chars = np.concatenate([[0], np.cumsum(lengths)])
-    gram_id, gram_count = ids, counts[ids]  # the 1-grams
+    # pos: sorted start positions of the (n-1)-grams that occur twice or more in their
+    # document; gid: their dense ids (equal id = equal (n-1)-gram in the same document).
+    pos = np.flatnonzero(counts[ids] > 1)
+    gid = ids[pos]
     for n in range(2, max(DUPE_NGRAMS) + 1):
-        valid = remaining >= n
-        cand = valid.copy()
-        repeated = gram_count > 1
-        cand[:-1] &= repeated[:-1] & repeated[1:]
-        starts = np.flatnonzero(cand)
-        # (n-1)-gram ids are < total, word ids are < total: the key is exact.
-        keys = gram_id[starts] * max(total, 1) + ids[starts + n - 1]
-        _, dense, cand_counts = np.unique(keys, return_inverse=True, return_counts=True)
-        gram_id = np.full(total, -1, np.int64)
-        gram_id[starts] = dense
-        gram_count = valid.astype(np.int64)
-        gram_count[starts] = cand_counts[dense]
+        # An n-gram at i repeats only if the (n-1)-grams at i and i+1 both do. A window
+        # that runs into the next document (possible only for n = 2) needs no check:
+        # ids are document-specific, so such a window is unique and is dropped below.
+        adjacent = pos[1:] == pos[:-1] + 1
+        starts, prefix = pos[:-1][adjacent], gid[:-1][adjacent]
+        # prefix ids and word ids are both < total: the key is exact, no hashing.
+        keys = prefix * max(total, 1) + ids[starts + n - 1]
+        _, dense, key_counts = np.unique(keys, return_inverse=True, return_counts=True)
+        gram_counts = key_counts[dense]
+        repeats = gram_counts > 1
+        pos, gid, gram_counts = starts[repeats], dense[repeats], gram_counts[repeats]
         if n in TOP_NGRAMS:
-            out[f"rps_doc_frac_chars_top_{n}gram"] = _top_ngram(
-                starts, gram_count[starts], word_doc, cum_chars, chars, n, n_docs
-            )
+            top = _top_ngram(pos, gram_counts, doc_of(pos), cum_chars, n, n_docs)
+            out[f"rps_doc_frac_chars_top_{n}gram"] = ratio(top, chars)
         if n in DUPE_NGRAMS:
-            dup_starts = starts[gram_count[starts] > 1]
-            # Mark words i..i+n-1 of every duplicated n-gram once (a difference array),
-            # so characters covered by overlapping duplicates count once, as in RPv2.
-            # (i + n <= total for every valid start, so both arrays have total + 1 bins.)
-            edges = np.bincount(dup_starts, minlength=total + 1)
-            edges -= np.bincount(dup_starts + n, minlength=total + 1)
-            covered = np.cumsum(edges[:total]) > 0
-            duped = np.bincount(
-                word_doc[covered], weights=lengths[covered], minlength=n_docs
+            out[f"rps_doc_frac_chars_dupe_{n}grams"] = ratio(
+                _covered_chars(pos, cum_chars, n, doc_of, n_docs), chars
             )
-            out[f"rps_doc_frac_chars_dupe_{n}grams"] = ratio(duped, chars)
     return out
 
 
 def _top_ngram(
-    starts: np.ndarray,
+    pos: np.ndarray,
     counts: np.ndarray,
-    word_doc: np.ndarray,
+    docs: np.ndarray,
     cum_chars: np.ndarray,
-    chars: np.ndarray,
     n: int,
     n_docs: int,
 ) -> np.ndarray:
-    """chars(top n-gram) * its count / chars(document); 0 when no n-gram repeats.
+    """Per document: chars of its most frequent n-gram times its count (0 if none repeats).
 
-    RPv2 takes ``Counter(ngrams).most_common(1)``, which among equally frequent n-grams
-    returns the one seen first; the first position holding the maximal count is an
-    occurrence of exactly that n-gram.
+    ``pos``/``counts``/``docs``: sorted starts of repeated n-grams, their counts and
+    documents. RPv2 takes ``Counter(ngrams).most_common(1)``, which among equally frequent
+    n-grams returns the one seen first; the first position holding the maximal count is
+    an occurrence of exactly that n-gram.
     """
     out = np.zeros(n_docs)
-    keep = counts > 1
-    starts, counts = starts[keep], counts[keep]
-    if starts.size == 0:
+    if pos.size == 0:
         return out
-    docs = word_doc[starts]  # sorted, because starts is
     group = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
-    best = np.maximum.reduceat(counts, group)
-    group_doc = docs[group]
     doc_best = np.zeros(n_docs, np.int64)
-    doc_best[group_doc] = best
+    doc_best[docs[group]] = np.maximum.reduceat(counts, group)
     hits = np.flatnonzero(counts == doc_best[docs])
     first_hit = hits[np.r_[True, docs[hits[1:]] != docs[hits[:-1]]]]
-    pos, doc = starts[first_hit], docs[first_hit]
-    gram_chars = cum_chars[pos + n] - cum_chars[pos]
-    out[doc] = gram_chars * counts[first_hit] / chars[doc]
+    start, doc = pos[first_hit], docs[first_hit]
+    out[doc] = (cum_chars[start + n] - cum_chars[start]) * counts[first_hit]
     return out
+
+
+def _covered_chars(pos: np.ndarray, cum_chars: np.ndarray, n: int, doc_of, n_docs: int):
+    """Per document: characters of the words covered by at least one n-gram in ``pos``.
+
+    The windows ``[p, p + n)`` all have length n and ``pos`` is sorted, so a window
+    overlaps the union of the earlier ones exactly when it starts before the previous
+    window ends; each maximal chain of overlapping windows is one interval, counted once
+    (RPv2 marks words, so overlapping duplicates count their characters once). Windows
+    never cross documents, so neither do the intervals.
+    """
+    if pos.size == 0:
+        return np.zeros(n_docs)
+    new = np.r_[True, pos[1:] >= pos[:-1] + n]
+    first = pos[new]
+    last = pos[np.r_[new[1:], True]]
+    covered = cum_chars[last + n] - cum_chars[first]
+    return np.bincount(doc_of(first), weights=covered, minlength=n_docs)

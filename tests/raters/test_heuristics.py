@@ -52,9 +52,7 @@ def ref_signals(text: str) -> dict[str, float]:
             else 0.0
         ),
         "rps_doc_frac_unique_words": len(set(words)) / n if n else 0.0,
-        "rps_doc_unigram_entropy": -sum(
-            c / n * math.log(c / n) for c in Counter(words).values()
-        ),
+        "rps_doc_unigram_entropy": -sum(c / n * math.log(c / n) for c in Counter(words).values()),
         "rps_lines_uppercase_letter_fraction": mean(
             [sum(map(str.isupper, line)) / len(line) for line in raw_lines]
         ),
@@ -80,7 +78,7 @@ def ref_signals(text: str) -> dict[str, float]:
             if counts[g] > 1:
                 dup[i : i + k] = [True] * k
         out[f"rps_doc_frac_chars_dupe_{k}grams"] = (
-            sum(len(w) for w, d in zip(words, dup) if d) / chars if chars else 0.0
+            sum(len(w) for w, d in zip(words, dup, strict=True) if d) / chars if chars else 0.0
         )
     for unit, sep in (("line", r"\n+"), ("paragraph", r"\n{2,}")):
         seen, n_dup, dup_chars = set(), 0, 0
@@ -174,9 +172,7 @@ def test_sentences_and_alpha_words():
     # RPv2's regex splits decimals: "3." and "14 is pi."
     assert one("3.14 is pi.")["rps_doc_num_sentences"] == 2
     # WordPunct tokens: I have 3 apples & 2 . 5 pears -> 5 of 9 have no ASCII letter
-    assert one("I have 3 apples & 2.5 pears")["rps_doc_frac_no_alph_words"] == pytest.approx(
-        5 / 9
-    )
+    assert one("I have 3 apples & 2.5 pears")["rps_doc_frac_no_alph_words"] == pytest.approx(5 / 9)
 
 
 def test_normalisation_words():
@@ -199,6 +195,8 @@ def test_gopher_line_and_paragraph_duplicates():
     assert s["gopher_frac_dup_paragraphs"] == pytest.approx(1 / 3)
     assert s["gopher_frac_dup_paragraph_chars"] == pytest.approx(2 / 11)
     assert s["gopher_frac_dup_lines"] == pytest.approx(1 / 3)
+    # three newlines are one paragraph break too: "p1" "p1" -> 1 repeat of 2
+    assert one("p1\n\n\np1")["gopher_frac_dup_paragraphs"] == pytest.approx(1 / 2)
 
 
 # --- edge cases
@@ -304,10 +302,10 @@ def test_matches_reference_on_real_text():
 def test_matches_reference_on_random_text():
     rng = random.Random(0)
     pieces = [
-        *"the cat sat on mat the cat".split(),
-        *"Ab CD ef 12 3.5 ½ ² Σσ É é İ 𝐀 東京 ـ _x_".split(),
+        *str.split("the cat sat on mat the cat Ab CD ef 12 3.5 ½ ² Σσ É é İ 𝐀 東京 ـ _x_"),
         " ", " ", "  ", "\t", "\n", "\n\n", "\u00a0", "\u2028", "\x1c",
         ".", "!", "?", "...", ",", "'", "”", "-", "#", "&", "\u0301",
+        "\r\n", "\x00", "\ud800", "\U000e0001", "ǅ", "Ⅻ",
     ]  # fmt: skip
     texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 120))) for _ in range(300)]
     # word-level texts from a tiny vocabulary, so that n-grams, lines and paragraphs repeat
