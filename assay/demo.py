@@ -66,7 +66,7 @@ def print_summary(rows: list[dict], title: str) -> None:
     Console().print(table)
 
 
-def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 128) -> None:
+def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 64) -> None:
     from assay.annotate import annotate, read_annotations
     from assay.progress import progress_printer
     from raters.heuristics import HeuristicRater
@@ -85,7 +85,7 @@ def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 128) -> None:
             [corpus],
             annotated,
             raters,
-            shard_size=1000,
+            shard_size=500,
             count_tokens=TokenCounter("smollm2-135m"),
             tokenizer_name="smollm2-135m",
             on_progress=progress,

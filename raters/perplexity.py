@@ -16,6 +16,7 @@ import numpy as np
 
 from raters.base import Columns, Rater
 from raters.device import pick_device, pick_dtype
+from raters.windows import plan_batches
 
 CHARS_PER_TOKEN_CUT = 10  # pre-cut before tokenising: no tokenizer ever sees 775k chars
 
@@ -103,10 +104,10 @@ class PerplexityRater(Rater):
         ids, fraction = self._encode(texts)
         nll = np.full(len(texts), np.nan, dtype=np.float64)
         n_tokens = np.array([len(r) - 1 for r in ids], dtype=np.int64)
-        order = np.argsort([len(r) for r in ids], kind="stable")
         pad = self._tokenizer.pad_token_id or 0
-        for batch in _length_batches([len(ids[i]) for i in order], self.batch_tokens):
-            rows = [ids[order[j]] for j in batch]
+        batches, _ = plan_batches([len(r) for r in ids], self.batch_tokens, max_batch_size=256)
+        for batch in batches:
+            rows = [ids[i] for i in batch]
             width = max(len(r) for r in rows)
             if width < 2:
                 continue  # empty texts only: nothing to predict
@@ -125,24 +126,10 @@ class PerplexityRater(Rater):
                 per_doc = (loss * valid).sum(1) / valid.sum(1).clamp(min=1)
             for k, value in enumerate(per_doc.cpu().numpy()):
                 if len(rows[k]) > 1:
-                    nll[order[batch[k]]] = value
+                    nll[batch[k]] = value
         return {
             "nll": nll.astype(np.float32),
             "perplexity": np.exp(nll).astype(np.float32),
             "n_tokens": n_tokens,
             "scored_fraction": fraction,
         }
-
-
-def _length_batches(sorted_lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Consecutive index groups whose padded size (rows x longest) fits ``batch_tokens``."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for j, length in enumerate(sorted_lengths):
-        if current and (len(current) + 1) * length > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(j)
-    if current:
-        batches.append(current)
-    return batches

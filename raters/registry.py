@@ -72,7 +72,8 @@ def build_rater(ref: str, **options: Any) -> Rater:
                 f"--rater {name} is a published rater whose weights are not bundled",
                 hint=f"download them yourself and pass --rater {name}=/path/to/model_folder",
             )
-        return EncoderRater.from_spec(spec.with_model(model), **options)
+        backbone = options.pop("backbone", None)  # nemo-deberta: the backbone's folder
+        return EncoderRater.from_spec(spec.with_model(model, backbone=backbone), **options)
     path = Path(ref)
     if (path / "rater.json").exists():
         return load_rater_dir(path, **options)

@@ -10,7 +10,8 @@ the batch planner are tested by hand values. The engine calls them in this order
    weights, ``scored_fraction`` (characters read / characters in the document) and
    ``n_tokens``;
 3. :func:`plan_batches` — windows sorted by length and grouped so that
-   ``longest x count <= batch_tokens``, plus the permutation that restores input order.
+   ``longest x count <= batch_tokens`` with little padding, plus the permutation that
+   restores input order.
 """
 
 from __future__ import annotations
@@ -89,11 +90,11 @@ def make_windows(
 ) -> DocWindows:
     """Windows of at most ``body`` tokens (the window size minus special tokens).
 
-    ``pieces[i]`` holds the token ids and the document-absolute character offsets of
-    ``spans[i]`` (what :func:`cut_spans` returned). A window that reads tokens ``i..j-1``
-    of a piece covers the characters from token ``i``'s start (the span start when
-    ``i == 0``) to token ``j``'s start (the span end when ``j`` is the last), so
-    consecutive chunks cover the document without gaps or overlaps.
+    ``pieces[i]`` holds the token ids and character offsets (relative to the span's
+    start, as a tokeniser returns them for ``text[start:end]``) of ``spans[i]``. A
+    window that reads tokens ``i..j-1`` of a piece covers the characters from token
+    ``i``'s start (the span start when ``i == 0``) to token ``j``'s start (the span end
+    when ``j`` is the last), so consecutive chunks cover the text without gaps.
 
     >>> make_windows([([7, 8, 9], [(0, 1), (2, 3), (4, 5)])], [(0, 5)], 5, "head", 2)
     DocWindows(windows=[[7, 8]], weights=[2], scored_fraction=0.8, n_tokens=3)
@@ -103,12 +104,12 @@ def make_windows(
     if len(pieces) != len(spans) or not spans:
         raise ValueError("one piece per span, at least one span")
     ids = [list(p[0]) for p in pieces]
-    offs = [list(p[1]) for p in pieces]
+    offs = [p[1] for p in pieces]
 
     def covered(k: int, i: int, j: int) -> int:
         start, end = spans[k]
-        left = start if i == 0 else offs[k][i][0]
-        right = end if j >= len(ids[k]) else offs[k][j][0]
+        left = start if i == 0 else start + offs[k][i][0]
+        right = end if j >= len(ids[k]) else start + offs[k][j][0]
         return max(right - left, 0)
 
     windows: list[list[int]] = []
@@ -160,13 +161,18 @@ def _head_tail(
 
 
 def plan_batches(
-    lengths: Sequence[int] | np.ndarray, batch_tokens: int, max_batch_size: int
+    lengths: Sequence[int] | np.ndarray,
+    batch_tokens: int,
+    max_batch_size: int,
+    max_padding: float = 0.2,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Group items into batches, longest first, with ``longest * count <= batch_tokens``.
+    """Group items into batches, longest first, each padded to its own longest item.
 
-    Sorting by length first makes each batch's padding (to its own longest item) small.
-    Longest first so that, on a GPU, the batch most likely to run out of memory runs
-    first. An item longer than ``batch_tokens`` gets a batch of its own.
+    Items are sorted by length; a batch grows while ``longest * count <= batch_tokens``,
+    ``count <= max_batch_size`` and padding stays at most ``max_padding`` of its token
+    slots (without that last rule a budget filled by one long item and many short ones
+    is mostly padding). Longest first so that, on a GPU, the batch most likely to run
+    out of memory runs first. An item longer than ``batch_tokens`` runs alone.
 
     Returns ``(batches, restore)``: ``batches`` are index arrays into ``lengths``;
     if ``out`` holds the per-item results in batch order (``np.concatenate`` of the
@@ -176,16 +182,21 @@ def plan_batches(
     >>> [b.tolist() for b in batches], restore.tolist()
     ([[1], [2, 0], [3]], [2, 0, 1, 3])
     """
-    if batch_tokens < 1 or max_batch_size < 1:
-        raise ValueError("batch_tokens and max_batch_size must be >= 1")
+    if batch_tokens < 1 or max_batch_size < 1 or not 0 <= max_padding < 1:
+        raise ValueError("batch_tokens, max_batch_size >= 1 and 0 <= max_padding < 1")
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     batches: list[np.ndarray] = []
-    start = 0
-    n = len(order)
+    start, n = 0, len(order)
     while start < n:
         longest = max(int(lengths[order[start]]), 1)
-        size = min(max_batch_size, max(batch_tokens // longest, 1), n - start)
+        size, total = 1, longest
+        while start + size < n and size < max_batch_size:
+            nxt = int(lengths[order[start + size]])
+            slots = longest * (size + 1)
+            if slots > batch_tokens or slots - (total + nxt) > max_padding * slots:
+                break
+            size, total = size + 1, total + nxt
         batches.append(order[start : start + size])
         start += size
     restore = np.empty(n, dtype=np.int64)

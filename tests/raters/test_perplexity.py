@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from raters.perplexity import PerplexityRater, _length_batches
+from raters.perplexity import PerplexityRater
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +54,3 @@ def test_batching_does_not_change_scores(rater, demo_sample):
     large = rater.score(texts)["nll"]
     assert np.allclose(small, large, atol=1e-4)
     assert np.allclose(one_by_one, large[:3], atol=1e-4)
-
-
-def test_length_batches_respect_the_budget():
-    lengths = [2, 3, 3, 5, 8, 8, 9]
-    batches = _length_batches(lengths, 16)
-    assert [j for b in batches for j in b] == list(range(len(lengths)))
-    for b in batches:
-        assert len(b) * max(lengths[j] for j in b) <= 16 or len(b) == 1

@@ -1,0 +1,35 @@
+"""Building raters from command-line references; every preset in configs/raters loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from assay.errors import ConfigError
+from raters.registry import available, build_rater, presets
+
+
+def test_builtins_build_and_ignore_model_options():
+    rater = build_rater("heuristics", device="cpu", dtype="float32")
+    assert rater.name == "heuristics"
+    assert "heuristics.rps_doc_word_count" in rater({"text": ["One two three."]})
+
+
+def test_bad_references_say_what_is_valid():
+    with pytest.raises(ConfigError, match="unknown rater 'nosuch'") as info:
+        build_rater("nosuch")
+    assert "heuristics" in str(info.value)
+    with pytest.raises(ConfigError, match="takes no model folder"):
+        build_rater("heuristics=/some/model")
+    with pytest.raises(ConfigError, match="bad option"):
+        build_rater("heuristics", max_tokens=3)
+
+
+@pytest.mark.parametrize("name", sorted(presets()))
+def test_every_preset_loads_and_needs_local_weights(name):
+    from raters.spec import RaterSpec
+
+    spec = RaterSpec.load(presets()[name])
+    assert spec.name and (spec.criteria or spec.domain)
+    assert name in available()
+    with pytest.raises(ConfigError, match=f"{name}=/path/to/model_folder"):
+        build_rater(name)
