@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from assay.errors import ConfigError
 from raters.base import Columns, Rater
 from raters.device import pick_device, pick_dtype
 from raters.windows import plan_batches
@@ -65,6 +66,11 @@ class PerplexityRater(Rater):
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
         self._model = model.to(device).eval()
+        # Logit soft-capping (Gemma-2) would be skipped by projecting hidden states
+        # ourselves; such models are rejected rather than scored slightly wrong.
+        if getattr(model.config, "final_logit_softcapping", None):
+            raise ConfigError(f"{path}: logit soft-capping models are not supported yet")
+        self._head = model.get_output_embeddings()
         self._torch, self._device, self._dtype, self._path = torch, device, dtype, path
 
     def describe(self) -> dict[str, Any]:
@@ -118,12 +124,17 @@ class PerplexityRater(Rater):
                 mask[k, : len(r)] = 1
             x, mask = x.to(self._device), mask.to(self._device)
             with torch.inference_mode():
-                logits = self._model(input_ids=x, attention_mask=mask).logits[:, :-1]
-                target, valid = x[:, 1:], mask[:, 1:].bool()
+                hidden = self._model.base_model(input_ids=x, attention_mask=mask).last_hidden_state
+                # Project only real (non-padding) positions onto the 49k vocabulary: the
+                # LM head and the float32 log-softmax dominate a small model's cost.
+                valid = mask[:, 1:].bool()
+                logits = self._head(hidden[:, :-1][valid])
                 loss = torch.nn.functional.cross_entropy(
-                    logits.float().transpose(1, 2), target, reduction="none"
+                    logits.float(), x[:, 1:][valid], reduction="none"
                 )
-                per_doc = (loss * valid).sum(1) / valid.sum(1).clamp(min=1)
+                row = torch.arange(len(rows), device=x.device)[:, None].expand_as(valid)[valid]
+                total = torch.zeros(len(rows), device=x.device).index_add_(0, row, loss)
+                per_doc = total / valid.sum(1).clamp(min=1)
             for k, value in enumerate(per_doc.cpu().numpy()):
                 if len(rows[k]) > 1:
                     nll[batch[k]] = value
