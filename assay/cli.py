@@ -139,7 +139,7 @@ def models(
 def demo(
     corpus: Path = typer.Option(Path("data/demo"), help="Demo corpus folder"),
     out: Path = typer.Option(Path("out/demo"), help="Where the demo writes its artifacts"),
-    ppl_tokens: int = typer.Option(64, help="Tokens per document the perplexity LM reads"),
+    ppl_tokens: int = typer.Option(32, help="Tokens per document the perplexity LM reads"),
 ) -> None:
     """Run the main job end to end on the bundled demo corpus."""
     try:

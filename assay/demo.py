@@ -66,7 +66,7 @@ def print_summary(rows: list[dict], title: str) -> None:
     Console().print(table)
 
 
-def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 64) -> None:
+def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 32) -> None:
     from assay.annotate import annotate, read_annotations
     from assay.progress import progress_printer
     from raters.heuristics import HeuristicRater
