@@ -150,6 +150,17 @@ def demo(
         _fail(e)
 
 
+def _register_feature_commands() -> None:
+    """Commands of the other packages; their modules import heavy code inside functions."""
+    from assay import cli_clustering
+
+    app.command("embed")(cli_clustering.embed)
+    app.command("cluster")(cli_clustering.cluster)
+
+
+_register_feature_commands()
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m assay`
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

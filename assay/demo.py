@@ -99,5 +99,13 @@ def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 32) -> None:
         f"(perplexity: SmolLM2-135M on the first {ppl_tokens} tokens, {dtype})",
     )
     print(f"\nannotated corpus: {annotated.resolve()}  ({manifest['counts']['shards']} shards)")
-    print(f"manifest:         {(annotated / 'manifest.json').resolve()}")
+    print(f"manifest:         {(annotated / 'manifest.json').resolve()}\n")
+
+    from clustering.demo import cluster_demo
+
+    # MiniLM reads 128 tokens here (default 256): the demo must finish in minutes on 2 cores.
+    paths = cluster_demo(annotated, out, dtype=dtype, max_tokens=128)
+    print(f"\nembeddings:       {Path(paths['embeddings']).resolve()}")
+    print(f"clusters:         {Path(paths['clusters']).resolve()}")
+    print(f"cluster report:   {Path(paths['report_html']).resolve()}  (open in a browser)")
     print(f"demo finished in {time.perf_counter() - started:,.0f} s")

@@ -1,0 +1,287 @@
+"""``assay embed``: sentence-transformers embeddings of an annotated corpus.
+
+One ``part-NNNNN.npy`` (float16, ``[rows, dim]``) per annotation shard, row for row, and
+a ``manifest.json`` of kind ``embeddings``. Why ``.npy`` and not Parquet: clustering reads
+embeddings as matrices — a random training sample, then every row in chunks — and a
+``.npy`` file is memory-mapped with no decode or copy, while a Parquet fixed-size-list
+column must be decompressed and copied on each read (and float16 vectors barely compress).
+The ids that tie rows to documents stay in the annotation shards; the manifest records a
+digest of each shard's ids so that a mismatch is refused (see ``clustering.aligned``).
+
+Each shard is written atomically (temp file + rename) once it is embedded; a killed run
+rerun with the same command skips the committed shards.
+
+What we add to ``SentenceTransformer.encode`` (which already sorts each call's texts by
+length and pads per batch): a whole shard per call (so the sort spans the shard); a
+character pre-cut of very long texts (the model reads at most ``max_seq_length`` tokens,
+so tokenising a 200,000-character document only to drop all but its head is waste); and
+bf16 weights on request (AMX / GPU). ``benchmarks/embed_throughput.py`` measures both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assay import manifest as mf
+from assay.annotate import Progress
+from assay.errors import AssayError, ConfigError, ManifestMismatchError
+from clustering.aligned import (
+    annotation_shards,
+    committed_npy,
+    npy_name,
+    save_npy_atomic,
+    shards_record,
+)
+
+RUN_FILE = "_run.json"
+CHARS_PER_TOKEN_CAP = 16  # pre-cut at 16 chars per model token: above any real text's ratio
+
+
+class Embedder:
+    """A local sentence-transformers model turning texts into unit vectors.
+
+    Args:
+        model: a named model (``all-minilm-l6-v2``) or a local sentence-transformers folder.
+        device: ``auto`` | ``cpu`` | ``cuda[:N]``.
+        dtype: ``auto`` (bf16 on GPU, fp32 on CPU) | ``float32`` | ``bfloat16`` | ``float16``.
+        batch_size: texts per forward pass.
+        max_tokens: tokens the model reads per text (``None``: the model's own
+            ``max_seq_length``, 256 for MiniLM); fewer is faster, the head of a text still
+            says what it is about.
+        max_chars: characters kept per text before tokenising (``None``: 16 x the
+            token limit, which never cuts what the model would read).
+        normalize: unit-length vectors (k-means on them is then cosine k-means).
+
+    Example::
+
+        Embedder("all-minilm-l6-v2").encode(["A text.", "Another one."])  # (2, 384) float32
+    """
+
+    def __init__(
+        self,
+        model: str = "all-minilm-l6-v2",
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 64,
+        max_tokens: int | None = None,
+        max_chars: int | None = None,
+        normalize: bool = True,
+    ) -> None:
+        if batch_size <= 0:
+            raise ConfigError(f"--batch-size must be > 0, got {batch_size}")
+        if max_tokens is not None and max_tokens <= 0:
+            raise ConfigError(f"--max-tokens must be > 0, got {max_tokens}")
+        if max_chars is not None and max_chars <= 0:
+            raise ConfigError(f"--max-chars must be > 0, got {max_chars}")
+        self.model_name = model
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.max_chars = max_chars
+        self.normalize = normalize
+        self._model: Any = None
+        self._path: Path | None = None
+
+    def load(self) -> Embedder:
+        if self._model is not None:
+            return self
+        from raters.device import pick_device, pick_dtype
+        from raters.hub import resolve_model
+
+        path = resolve_model(self.model_name)
+        if not (path / "modules.json").exists():
+            raise AssayError(
+                f"{path} is not a sentence-transformers model folder (no modules.json)",
+                hint="pass a folder saved by SentenceTransformer.save(), or all-minilm-l6-v2",
+            )
+        from sentence_transformers import SentenceTransformer
+
+        device = pick_device(self.device)
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        model.to(pick_dtype(self.dtype, device))
+        model.eval()
+        if self.max_tokens is not None:
+            config = getattr(getattr(model[0], "auto_model", None), "config", None)
+            limit = getattr(config, "max_position_embeddings", None)
+            if limit is not None and self.max_tokens > limit:
+                raise ConfigError(
+                    f"--max-tokens {self.max_tokens} is more than the model's {limit}"
+                )
+            model.max_seq_length = self.max_tokens
+        self._model, self._path, self.device = model, path, device
+        if self.max_chars is None:
+            self.max_chars = CHARS_PER_TOKEN_CAP * int(model.max_seq_length or 512)
+        return self
+
+    @property
+    def dim(self) -> int:
+        self.load()
+        return int(self._model.get_embedding_dimension())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), dim]`` float32 embeddings."""
+        self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        cut = [t[: self.max_chars] for t in texts]
+        out = self._model.encode(
+            cut,
+            batch_size=self.batch_size,
+            normalize_embeddings=False,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        out = np.asarray(out, dtype=np.float32)
+        if self.normalize:  # in float32: a bf16 model's own normalisation is off by ~1e-3
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that changes the vectors (for the manifest and the resume check)."""
+        from raters.hub import weights_sha256
+
+        self.load()
+        assert self._path is not None
+        return {
+            "name": self.model_name,
+            "path": str(self._path),
+            "weights_sha256": weights_sha256(self._path),
+            "dim": self.dim,
+            "max_seq_length": int(self._model.max_seq_length),
+            "max_chars": self.max_chars,
+            "dtype": str(next(self._model.parameters()).dtype).removeprefix("torch."),
+            "normalize": self.normalize,
+        }
+
+
+def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
+    """Make ``out`` ready; True if it already holds this exact, finished run."""
+    run_file, manifest_file = out / RUN_FILE, out / mf.MANIFEST
+    if overwrite and (run_file.exists() or manifest_file.exists()):
+        shutil.rmtree(out)  # only ever a folder an earlier run of ours wrote
+    if out.exists() and any(out.iterdir()):
+        if run_file.exists():
+            previous = json.loads(run_file.read_text())
+        elif manifest_file.exists():
+            previous = json.loads(manifest_file.read_text()).get("run")
+        else:
+            raise ManifestMismatchError(
+                f"output folder {out} exists, is not empty and is not an assay embeddings run",
+                hint="choose another -o (assay never deletes a folder it did not write)",
+            )
+        if previous != fingerprint:
+            changed = ", ".join(mf.diff_keys(previous or {}, fingerprint))
+            raise ManifestMismatchError(
+                f"{out} holds embeddings of another model or input (differs in: {changed})",
+                hint="rerun the original command to resume it, or pass --overwrite to restart",
+            )
+        if manifest_file.exists():
+            return True
+    out.mkdir(parents=True, exist_ok=True)
+    if not run_file.exists():
+        mf.write_json_atomic(run_file, fingerprint)
+    return False
+
+
+def embed_corpus(
+    annotated: str | os.PathLike,
+    out: str | os.PathLike,
+    embedder: Embedder,
+    *,
+    text_field: str = "text",
+    overwrite: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Embed every document of an annotated folder; one float16 ``.npy`` per shard.
+
+    Returns the manifest. Example::
+
+        embed_corpus("out/annotated", "out/embeddings", Embedder("all-minilm-l6-v2"))
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    def pa_sum(column: Any) -> int:
+        return int(pc.sum(column).as_py() or 0)
+
+    annotated, out = Path(annotated), Path(out)
+    ann_manifest = mf.read_manifest(annotated, kind="annotations")
+    shards = annotation_shards(annotated)
+    model = embedder.describe()
+    fingerprint = {
+        "annotations": str(annotated.resolve()),
+        "shards": shards_record(shards),
+        # identity, not location: a rebuilt venv must not restart a finished run
+        "model": {k: v for k, v in model.items() if k != "path"},
+        "text_field": text_field,
+    }
+    if _prepare_out(out, fingerprint, overwrite):
+        return mf.read_manifest(out, kind="embeddings")
+
+    done = committed_npy(out)
+    if len(done) > len(shards):
+        raise ManifestMismatchError(f"{out} holds more shards than {annotated}")
+    for path, shard in zip(done, shards, strict=False):
+        rows = np.load(path, mmap_mode="r").shape[0]
+        if rows != shard.rows:
+            raise ManifestMismatchError(f"{path} has {rows} rows, {shard.name} has {shard.rows}")
+    progress = Progress(bytes_total=sum(s.rows for s in shards))
+    progress.docs = progress.bytes_done = sum(s.rows for s in shards[: len(done)])
+    resumed_from = len(done)
+    seconds = {"read": 0.0, "encode": 0.0, "write": 0.0}
+    has_tokens = "n_tokens" in pq.read_schema(annotated / shards[0].name).names if shards else False
+    for index in range(len(done), len(shards)):
+        t0 = time.perf_counter()
+        columns = [text_field, "n_tokens"] if has_tokens else [text_field]
+        table = pq.read_table(annotated / shards[index].name, columns=columns)
+        texts = table.column(text_field).to_pylist()
+        if has_tokens:  # target-tokenizer tokens, for the progress line only
+            progress.tokens += int(pa_sum(table.column("n_tokens")))
+        t1 = time.perf_counter()
+        vectors = embedder.encode(texts).astype(np.float16)
+        t2 = time.perf_counter()
+        save_npy_atomic(out / npy_name(index), vectors)
+        seconds["read"] += t1 - t0
+        seconds["encode"] += t2 - t1
+        seconds["write"] += time.perf_counter() - t2
+        progress.docs += len(texts)
+        progress.bytes_done = progress.docs
+        if on_progress:
+            on_progress(progress)
+
+    manifest = mf.new_manifest(
+        "embeddings",
+        annotations={
+            "path": str(annotated.resolve()),
+            "manifest_sha256": mf.sha256_of(annotated / mf.MANIFEST),
+            "rows": ann_manifest["counts"]["rows"],
+        },
+        models=[model],
+        config={"text_field": text_field, "batch_size": embedder.batch_size},
+        counts={"rows": sum(s.rows for s in shards), "shards": len(shards), "dim": model["dim"]},
+        shards=[{**s, "file": npy_name(i)} for i, s in enumerate(shards_record(shards))],
+        storage={"format": "npy", "dtype": "float16", "layout": "[rows, dim], row-aligned"},
+        timings={
+            "resumed_from_shard": resumed_from,
+            "seconds_this_run": {k: round(v, 3) for k, v in seconds.items()},
+            "docs_per_second_this_run": round(
+                (progress.docs - sum(s.rows for s in shards[:resumed_from]))
+                / max(seconds["encode"], 1e-9),
+                1,
+            ),
+        },
+        run=fingerprint,
+    )
+    mf.write_json_atomic(out / mf.MANIFEST, manifest)
+    (out / RUN_FILE).unlink(missing_ok=True)
+    return manifest
