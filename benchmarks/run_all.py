@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["encoder_throughput.py", "annotate_memory.py"]
+BENCHMARKS = [
+    "encoder_throughput.py",
+    "annotate_memory.py",
+    "embed_throughput.py",
+    "kmeans_faiss_vs_sklearn.py",
+]
 
 if __name__ == "__main__":
     failed = []
