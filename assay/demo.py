@@ -63,7 +63,7 @@ def print_summary(rows: list[dict], title: str) -> None:
                 for v in row.values()
             )
         )
-    Console().print(table)
+    Console(width=120).print(table)  # a log file is not a terminal: do not squeeze columns
 
 
 def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 32) -> None:
