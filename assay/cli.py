@@ -152,8 +152,11 @@ def demo(
 
 def _register_feature_commands() -> None:
     """Commands of the other packages; their modules import heavy code inside functions."""
-    from assay import cli_clustering
+    from assay import cli_clustering, cli_raters
 
+    app.command("label")(cli_raters.label)
+    app.command("train-rater")(cli_raters.train_rater)
+    app.command("eval-rater")(cli_raters.eval_rater)
     app.command("embed")(cli_clustering.embed)
     app.command("cluster")(cli_clustering.cluster)
 

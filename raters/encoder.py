@@ -37,7 +37,13 @@ import numpy as np
 
 from assay.errors import ConfigError
 from raters.base import Columns, Rater
-from raters.encoder_formats import check_positions, load_hf, load_nemo, special_tokens
+from raters.encoder_formats import (
+    check_positions,
+    load_heads,
+    load_hf,
+    load_nemo,
+    special_tokens,
+)
 from raters.spec import RaterSpec, class_values, criterion_labels, domain_labels
 from raters.windows import cut_spans, make_windows, plan_batches
 
@@ -140,6 +146,8 @@ class EncoderRater(Rater):
         model_dir = spec.model_dir()
         if spec.format == "nemo-deberta":
             model, tokenizer, num_labels, id2label = load_nemo(spec, model_dir)
+        elif spec.format == "assay-heads":
+            model, tokenizer, num_labels, id2label = load_heads(spec, model_dir, torch_dtype)
         else:
             model, tokenizer, num_labels, id2label = load_hf(spec, model_dir, torch_dtype)
         spec.check_model(num_labels, id2label)
@@ -152,6 +160,8 @@ class EncoderRater(Rater):
             "device": device,
             "num_labels": num_labels,
         }
+        if spec.format == "assay-heads":  # the heads' folder is tiny; the backbone counts too
+            info["backbone"] = model.source
         return cls(
             model,
             tokenizer,

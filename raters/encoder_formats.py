@@ -1,5 +1,7 @@
 """Loading encoder raters in their released layouts (HF sequence classification, NeMo
-Curator's DeBERTa classifier), with the tokenizer the engine needs (fast, with offsets)."""
+Curator's DeBERTa classifier) and assay's own (``assay-heads``: a backbone + one linear
+layer, see :mod:`raters.heads`), with the tokenizer the engine needs (fast, with
+offsets)."""
 
 from __future__ import annotations
 
@@ -124,6 +126,52 @@ def load_nemo(spec: RaterSpec, model_dir: Path) -> tuple[Any, Any, int, dict]:
     return module, _load_tokenizer(tok_dir, spec), len(id2label), id2label
 
 
+def load_heads(spec: RaterSpec, model_dir: Path, dtype: Any) -> tuple[Any, Any, int, dict]:
+    """assay's layout: ``backbone`` (an ``AutoModel``, optionally with a LoRA adapter
+    from ``adapter/``, merged here) + pooling + ``heads.safetensors``. The module also
+    carries ``source`` (backbone path and weight hash) for the manifest."""
+    from transformers import AutoModel
+
+    from raters.heads import heads_module, load_head, pooled_width, read_meta
+    from raters.hub import weights_sha256
+
+    meta = read_meta(model_dir)
+    backbone_dir = spec.backbone_dir()
+    if backbone_dir is None:  # checked with the spec; kept for type checkers
+        raise ConfigError("backbone: required by the assay-heads format")
+    digest = weights_sha256(backbone_dir)
+    expected = meta.get("backbone_sha256")
+    if expected and expected != digest:
+        raise AssayError(
+            f"{backbone_dir}: backbone weights (sha256 {digest[:12]}...) are not the ones "
+            f"the heads in {model_dir} were trained on ({expected[:12]}...)",
+            hint="install the backbone the rater names (heads.json backbone_sha256), "
+            "or retrain the heads on this backbone",
+        )
+    backbone = AutoModel.from_pretrained(
+        backbone_dir,
+        dtype=dtype,
+        trust_remote_code=spec.trust_remote_code,
+        local_files_only=True,
+    )
+    if meta.get("adapter"):
+        from peft import PeftModel
+
+        adapter = model_dir / meta["adapter"]
+        backbone = PeftModel.from_pretrained(backbone, adapter).merge_and_unload()
+    width = pooled_width(int(backbone.config.hidden_size), meta["pooling"])
+    module = heads_module(backbone, load_head(model_dir, width), meta["pooling"])
+    module.source = {
+        "backbone_path": str(backbone_dir),
+        "backbone_sha256": digest,
+        "adapter": meta.get("adapter"),
+        "pooling": meta["pooling"],
+    }
+    tok_dir = model_dir if _has_tokenizer(model_dir) else backbone_dir
+    num_labels = int(module.head.out_features)
+    return module, _load_tokenizer(tok_dir, spec), num_labels, {}
+
+
 def _nemo_backbone(spec: RaterSpec, model_dir: Path, config: dict) -> str:
     """Where the backbone's config lives: ``backbone``, a local ``base_model``, or the
     local HF cache (never downloaded)."""
@@ -166,7 +214,12 @@ def _has_tokenizer(folder: Path) -> bool:
 
 def check_positions(spec: RaterSpec, model: Any) -> None:
     """Absolute position embeddings cap the window length; relative ones do not."""
-    config = model.model.config if spec.format == "nemo-deberta" else model.inner.config
+    if spec.format == "nemo-deberta":
+        config = model.model.config
+    elif spec.format == "assay-heads":
+        config = model.backbone.config
+    else:
+        config = model.inner.config
     limit = getattr(config, "max_position_embeddings", None)
     relative = getattr(config, "position_biased_input", True) is False
     if limit and not relative and spec.max_tokens > limit:

@@ -3,6 +3,7 @@
 A rater reference is one of:
 
 - a built-in name: ``heuristics``, ``perplexity`` (``perplexity=MODEL_DIR`` swaps the LM);
+- a released rater that ships with assay (``raters/released/<name>/``): ``assay-mini-v1``;
 - a preset in ``configs/raters/<name>.json`` bound to local model files:
   ``fineweb-edu=/models/fineweb-edu-classifier`` (presets describe published raters as
   released; their weights cannot be downloaded here, so the folder is the user's);
@@ -26,6 +27,8 @@ BUILTIN: dict[str, str] = {
     "perplexity": "raters.perplexity:PerplexityRater",
 }
 MODEL_ARGUMENT = {"perplexity": "model"}
+# Raters trained by assay and shipped in the repository: folders holding rater.json.
+RELEASED: dict[str, str] = {"assay-mini-v1": "released/assay-mini-v1"}
 MODEL_OPTIONS = ("device", "dtype")
 
 
@@ -38,8 +41,13 @@ def presets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.json"))} if folder.exists() else {}
 
 
+def released_dir(name: str) -> Path:
+    """Folder of a released rater (``raters/released/<name>``)."""
+    return Path(__file__).resolve().parent / RELEASED[name]
+
+
 def available() -> list[str]:
-    return sorted({*BUILTIN, *presets()})
+    return sorted({*BUILTIN, *RELEASED, *presets()})
 
 
 def _import(target: str) -> Any:
@@ -65,6 +73,10 @@ def build_rater(ref: str, **options: Any) -> Rater:
     from raters.encoder import EncoderRater, load_rater_dir
     from raters.spec import RaterSpec
 
+    if name in RELEASED:
+        if model:
+            raise ConfigError(f"--rater {name} is a released rater and takes no model folder")
+        return load_rater_dir(released_dir(name), **options)
     if name in presets():
         spec = RaterSpec.load(presets()[name])
         if not model:

@@ -34,7 +34,7 @@ from typing import Any
 from assay.errors import ConfigError
 
 KINDS = ("encoder",)
-FORMATS = ("hf-sequence-classification", "nemo-deberta")
+FORMATS = ("hf-sequence-classification", "nemo-deberta", "assay-heads")
 LONG_DOC_POLICIES = ("head", "head_tail", "chunks")
 CRITERION_TYPES = ("regression", "classification")
 # Output columns that a criterion may not shadow.
@@ -100,7 +100,9 @@ class RaterSpec:
     """``hf-sequence-classification``: ``AutoModelForSequenceClassification``.
     ``nemo-deberta``: NeMo Curator's layout, an ``AutoModel`` backbone (weights
     ``model.*``) + dropout + linear ``fc`` over the first token, ``config.json`` with
-    ``base_model``, ``fc_dropout``, ``id2label``."""
+    ``base_model``, ``fc_dropout``, ``id2label``. ``assay-heads``: what
+    ``assay train-rater`` writes (:mod:`raters.heads`): ``backbone`` (an ``AutoModel``) +
+    pooling + ``heads.safetensors`` in the ``model`` folder."""
     criteria: tuple[Criterion, ...] = ()
     """Scored criteria; may be empty when there is a ``domain`` head."""
     domain: DomainHead | None = None
@@ -119,8 +121,10 @@ class RaterSpec:
     trust_remote_code: bool = False
     """Let transformers run code shipped with the model. Off unless you trust it."""
     backbone: str | None = None
-    """``nemo-deberta`` only: folder (or named model) with the backbone's
-    ``config.json``, when ``config.json``'s ``base_model`` is not a local folder."""
+    """``nemo-deberta``: folder (or named model) with the backbone's ``config.json``,
+    when ``config.json``'s ``base_model`` is not a local folder. ``assay-heads``
+    (required): the backbone the heads read, a named model (``all-minilm-l6-v2``) or a
+    folder, relative to the spec file's folder."""
     description: str = ""
     """Free text: where the model comes from, decisions made reading its outputs."""
     base_dir: Path | None = field(default=None, compare=False, repr=False)

@@ -137,6 +137,11 @@ def validate_spec(spec: RaterSpec) -> None:
         value = getattr(spec, attr)
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{attr}: expected a folder path or a model name, got {value!r}")
+    if spec.format == "assay-heads" and spec.backbone is None:
+        raise ConfigError(
+            "backbone: the assay-heads format needs the backbone the heads read",
+            hint='e.g. "backbone": "all-minilm-l6-v2" (a named model) or a folder',
+        )
     if not isinstance(spec.trust_remote_code, bool):
         raise ConfigError(f"trust_remote_code: expected true/false, got {spec.trust_remote_code!r}")
     if not isinstance(spec.description, str):
