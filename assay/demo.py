@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from assay.errors import AssayError
+from assay.errors import AssayError, ManifestMismatchError
 
 SUMMARY_COLUMNS = {
     "n_tokens": "tokens",
@@ -21,6 +21,7 @@ SUMMARY_COLUMNS = {
     "heuristics.rps_doc_unigram_entropy": "entropy",
     "heuristics.rps_doc_frac_chars_dupe_5grams": "dup 5g chars",
     "perplexity.perplexity": "perplexity",
+    "assay-mini-v1.quality": "mini quality",
 }
 
 
@@ -71,25 +72,33 @@ def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 32) -> None:
     from assay.progress import progress_printer
     from raters.heuristics import HeuristicRater
     from raters.perplexity import PerplexityRater
+    from raters.registry import build_rater
     from raters.tokens import TokenCounter
 
     if not corpus.exists():
         raise AssayError(f"demo corpus {corpus} not found", hint="run make demo from the repo root")
     dtype = "bfloat16" if cpu_has_bf16() else "auto"
-    raters = [HeuristicRater(), PerplexityRater(max_tokens=ppl_tokens, dtype=dtype)]
+    raters = [
+        HeuristicRater(),
+        PerplexityRater(max_tokens=ppl_tokens, dtype=dtype),
+        build_rater("assay-mini-v1", dtype=dtype),  # the shipped default rater
+    ]
     annotated = out / "annotated"
     started = time.perf_counter()
     progress = progress_printer("annotate demo")
     try:
-        manifest = annotate(
-            [corpus],
-            annotated,
-            raters,
+        run = dict(
             shard_size=500,
             count_tokens=TokenCounter("smollm2-135m"),
             tokenizer_name="smollm2-135m",
             on_progress=progress,
         )
+        try:
+            manifest = annotate([corpus], annotated, raters, **run)
+        except ManifestMismatchError:
+            # The demo owns out/demo: an older demo's annotations are replaced, not mixed.
+            print(f"{annotated} holds an older demo run with other raters; starting over")
+            manifest = annotate([corpus], annotated, raters, overwrite=True, **run)
     finally:
         progress.close()  # type: ignore[attr-defined]
     table = read_annotations(annotated)

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from assay import manifest as mf
+from assay.errors import ManifestMismatchError
 
 DEMO_PRUNE_NLL = 4.6  # nats/token, ~perplexity 100: see the docstring and the report
 
@@ -79,7 +80,12 @@ def cluster_demo(
     progress = progress_printer("embed demo")
     try:
         embedder = Embedder(dtype=dtype, max_tokens=max_tokens)
-        embed_corpus(annotated, embeddings, embedder, on_progress=progress)
+        try:
+            embed_corpus(annotated, embeddings, embedder, on_progress=progress)
+        except ManifestMismatchError:
+            # The demo owns out/demo: embeddings of an older demo run are replaced.
+            print(f"{embeddings} holds embeddings of an older demo run; starting over")
+            embed_corpus(annotated, embeddings, embedder, on_progress=progress, overwrite=True)
     finally:
         progress.close()  # type: ignore[attr-defined]
     schema = pq.read_schema(annotated / manifest["shards"][0])
