@@ -110,10 +110,12 @@ def annotate(
 @app.command("raters")
 def list_raters() -> None:
     """List built-in raters and presets."""
-    from raters.registry import BUILTIN, presets
+    from raters.registry import BUILTIN, RELEASED, presets
 
     for name in sorted(BUILTIN):
         typer.echo(f"{name:32s} built-in")
+    for name in sorted(RELEASED):
+        typer.echo(f"{name:32s} released with assay (raters/{RELEASED[name]})")
     for name, path in presets().items():
         typer.echo(f"{name:32s} preset ({path.name}); use {name}=/path/to/model")
 

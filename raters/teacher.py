@@ -22,7 +22,8 @@ HTTP 429, 408, 5xx and transport errors are retried with exponential backoff and
 (``Retry-After`` is honoured). A document whose retries run out is not written anywhere:
 the run finishes the others and then fails, and rerunning the same command labels it.
 ``max_consecutive_errors`` such documents in a row stop the run early (the endpoint is
-down). 401/403/404 stop it at once (wrong key, model or URL).
+down). 401/403/404 stop it at once (wrong key, model or URL), and so does a first
+``GET /v1/models`` that cannot connect or does not list ``--model``.
 
 Resume: lines are appended whole and fsynced every ``flush_every`` records; a rerun
 skips every id already in the labels or failures file (``retry_failed`` asks the
@@ -283,6 +284,33 @@ class Teacher:
                 await asyncio.sleep(min(s.backoff_max, delay if delay is not None else wait))
         raise _EndpointError(f"{s.max_retries + 1} attempts failed; last: {last}")
 
+    async def preflight(self, client: Any) -> None:
+        """Fail fast on an endpoint that is down or does not serve ``model``: ask
+        ``GET .../v1/models`` once (servers without that route are not judged)."""
+        import httpx
+
+        s = self.settings
+        url = s.url.removesuffix("/chat/completions") + "/models"
+        try:
+            response = await client.get(url)
+        except httpx.ConnectError as e:
+            raise AssayError(
+                f"cannot reach the teacher endpoint {s.endpoint}: {e}",
+                hint="start the server (e.g. python -m vllm.entrypoints.openai.api_server "
+                "--host 127.0.0.1 --model ...) or fix --endpoint",
+            ) from None
+        except httpx.HTTPError:
+            return
+        try:
+            served = [m["id"] for m in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            return
+        if response.status_code == 200 and served and s.model not in served:
+            raise AssayError(
+                f"--model {s.model!r} is not served by {s.endpoint}",
+                hint=f"it serves: {', '.join(map(str, served[:10]))}",
+            )
+
     async def label_one(self, client: Any, doc_id_: str, text: str) -> tuple[str, dict]:
         """``("label", record)`` or ``("failure", record)``; endpoint errors raise."""
         s = self.settings
@@ -404,6 +432,7 @@ class Teacher:
 
         timeout = httpx.Timeout(s.timeout, connect=min(s.timeout, 30.0))
         async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as client:
+            await self.preflight(client)
             workers = [asyncio.create_task(worker(client)) for _ in range(s.concurrency)]
             try:
                 for item in docs:

@@ -79,6 +79,7 @@ class FakeTeacher:
 
     def __init__(self, rubric, plan: dict[str, str], *, delay: float = 0.0) -> None:
         self.rubric, self.plan, self.delay = rubric, plan, delay
+        self.no_models_route = False  # True: a server without GET /v1/models
         self.requests: dict[str, int] = {}
         self.bodies: list[dict] = []
         self.in_flight = 0
@@ -89,6 +90,17 @@ class FakeTeacher:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep pytest output clean
                 pass
+
+            def do_GET(self):
+                if self.path != "/v1/models" or teacher.no_models_route:
+                    self.send_error(404)
+                    return
+                data = json.dumps({"object": "list", "data": [{"id": "teacher-7b"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -425,8 +437,16 @@ def test_refusals(tmp_path, corpus):
         with pytest.raises(ManifestMismatchError, match="another teacher, rubric"):
             label_corpus([path], out, prrc, settings(server.url))
         wrong = TeacherSettings(server.url, "nosuch", backoff=0.01)
+        with pytest.raises(
+            AssayError, match=r"(?s)--model 'nosuch' is not served.*it serves: teacher-7b"
+        ):
+            label_corpus([path], tmp_path / "other.jsonl", dataman, wrong)
+        server.no_models_route = True  # then the chat request's own 404 stops the run
         with pytest.raises(AssayError, match="model nosuch does not exist"):
             label_corpus([path], tmp_path / "other.jsonl", dataman, wrong)
+        with pytest.raises(AssayError, match="cannot reach the teacher endpoint"):
+            dead = TeacherSettings("http://127.0.0.1:9/v1", "teacher-7b")
+            label_corpus([path], tmp_path / "dead.jsonl", dataman, dead)
         foreign = tmp_path / "foreign.jsonl"
         foreign.write_text('{"id": "x"}\n')
         with pytest.raises(ManifestMismatchError, match="not written by assay label"):
