@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from assay.cli_common import fail as _fail
 from assay.errors import AssayError, ConfigError
 
 app = typer.Typer(
@@ -17,12 +18,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Rate, cluster and select LLM pretraining data.",
 )
-
-
-def _fail(error: Exception) -> None:
-    # Plain print: a terminal-width wrap would split file paths and line numbers.
-    print(f"error: {error}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def _parse_options(pairs: list[str]) -> dict[str, dict[str, Any]]:

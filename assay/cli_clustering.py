@@ -6,19 +6,13 @@ the clustering modules (and torch, FAISS) are imported only when a command runs.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from assay.cli_common import fail as _fail
 from assay.errors import AssayError
-
-
-def _fail(error: Exception) -> None:
-    # Plain print: a terminal-width wrap would split file paths.
-    print(f"error: {error}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def embed(

@@ -15,13 +15,8 @@ from typing import Any
 
 import typer
 
+from assay.cli_common import fail as _fail
 from assay.errors import AssayError, ConfigError
-
-
-def _fail(error: Exception) -> None:
-    # Plain print: a terminal-width wrap would split file paths.
-    print(f"error: {error}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def _pairs(values: list[str], flag: str, convert: Any = str) -> dict[str, Any]:
