@@ -53,6 +53,9 @@ def annotate(
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16"),
+    backend: str = typer.Option(
+        "auto", help="Model engine: auto (vLLM on a GPU when installed) | hf | vllm"
+    ),
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUT and start over"),
 ) -> None:
     """Rate every document; resumable (rerun the same command after a crash)."""
@@ -68,7 +71,9 @@ def annotate(
         if unknown:
             raise ConfigError(f"-O names raters not given with --rater: {sorted(unknown)}")
         raters = [
-            build_rater(r, device=device, dtype=dtype, **options.get(n, {}))
+            build_rater(
+                r, **{"device": device, "dtype": dtype, "backend": backend, **options.get(n, {})}
+            )
             for r, n in zip(rater, names, strict=True)
         ]
         counter = None

@@ -127,14 +127,18 @@ class EncoderRater(Rater):
         dtype: str = "auto",
         batch_tokens: int | None = None,
         max_batch_size: int | None = None,
+        backend: str = "auto",
     ) -> EncoderRater:
         """Load the model a spec names and check the spec against it.
 
         ``device="auto"`` picks CUDA when available; ``dtype="auto"`` is bfloat16 on a
         GPU and float32 on CPU. Batches hold at most ``batch_tokens`` tokens including
         padding (default 16k on CPU, 128k on GPU) and ``max_batch_size`` windows.
+        ``backend``: ``hf``, ``vllm`` (sequence-classification checkpoints only) or
+        ``auto`` (:func:`raters.vllm_engine.choose`).
         """
 
+        from raters import vllm_engine
         from raters.device import pick_device, pick_dtype
 
         device = pick_device(device)
@@ -144,6 +148,14 @@ class EncoderRater(Rater):
             if value is not None and value < 1:
                 raise ConfigError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
         model_dir = spec.model_dir()
+        chosen = vllm_engine.choose(
+            backend,
+            model_dir if spec.format == "hf-sequence-classification" else None,
+            "pooling",
+            what=f"format {spec.format!r} is not a sequence-classification checkpoint",
+        )
+        if chosen == "vllm":
+            return cls._on_vllm(spec, model_dir, torch_dtype, device, batch_tokens, max_batch_size)
         if spec.format == "nemo-deberta":
             model, tokenizer, num_labels, id2label = load_nemo(spec, model_dir)
         elif spec.format == "assay-heads":
@@ -159,6 +171,7 @@ class EncoderRater(Rater):
             "dtype": str(torch_dtype).removeprefix("torch."),
             "device": device,
             "num_labels": num_labels,
+            "backend": "hf",
         }
         if spec.format == "assay-heads":  # the heads' folder is tiny; the backbone counts too
             info["backbone"] = model.source
@@ -176,6 +189,62 @@ class EncoderRater(Rater):
             batch_tokens=batch_tokens or (131072 if on_gpu else 16384),
             max_batch_size=max_batch_size or (512 if on_gpu else 128),
             info=info,
+        )
+
+    @classmethod
+    def _on_vllm(
+        cls,
+        spec: RaterSpec,
+        model_dir: Path,
+        torch_dtype: Any,
+        device: str,
+        batch_tokens: int | None,
+        max_batch_size: int | None,
+    ) -> EncoderRater:
+        """The same rater with vLLM's pooling runner as the model call."""
+        from transformers import AutoConfig
+
+        from raters.encoder_formats import _load_tokenizer
+        from raters.encoder_vllm import VllmClassifier
+        from raters.vllm_engine import dtype_name
+
+        config = AutoConfig.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=spec.trust_remote_code
+        )
+        id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+        spec.check_model(int(config.num_labels), id2label)
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit and spec.max_tokens > limit:
+            raise ConfigError(
+                f"max_tokens: {spec.max_tokens} exceeds the model's {limit} positions"
+            )
+        model = VllmClassifier(
+            model_dir,
+            dtype=dtype_name(torch_dtype),
+            max_model_len=spec.max_tokens,
+            trust_remote_code=spec.trust_remote_code,
+        )
+        return cls(
+            model,
+            _load_tokenizer(model_dir, spec),
+            build_heads(spec, id2label),
+            name=spec.name,
+            version=spec.version,
+            max_tokens=spec.max_tokens,
+            long_doc=spec.long_doc,
+            max_chunks=spec.max_chunks,
+            max_chars=spec.chars_limit,
+            device="cpu",  # tensors stay on the host; vLLM places them itself
+            batch_tokens=batch_tokens or 65536,
+            max_batch_size=max_batch_size or 1024,  # vLLM batches continuously inside
+            info={
+                "spec": spec.to_dict(),
+                "model_path": str(model_dir),
+                "dtype": dtype_name(torch_dtype),
+                "device": device,
+                "num_labels": int(config.num_labels),
+                "backend": "vllm",
+            },
         )
 
     def describe(self) -> dict[str, Any]:

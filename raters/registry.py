@@ -9,7 +9,10 @@ A rater reference is one of:
   released; their weights cannot be downloaded here, so the folder is the user's);
 - a folder holding ``rater.json`` next to its model files (what ``train-rater`` writes).
 
-Options go to the rater's constructor: ``{"max_tokens": 128}``.
+Options go to the rater's constructor: ``{"max_tokens": 128}``. Model raters take
+``backend`` (``auto`` | ``hf`` | ``vllm``, see :mod:`raters.vllm_engine`), ``device``,
+``dtype`` and batch sizes; decoder raters also ``max_tokens`` / ``text_tokens`` (the
+window), e.g. to read a shorter head on CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ BUILTIN: dict[str, str] = {
 MODEL_ARGUMENT = {"perplexity": "model"}
 # Raters trained by assay and shipped in the repository: folders holding rater.json.
 RELEASED: dict[str, str] = {"assay-mini-v1": "released/assay-mini-v1"}
-MODEL_OPTIONS = ("device", "dtype")
+MODEL_OPTIONS = ("device", "dtype", "backend")
+# Spec fields a decoder rater's options may override.
+DECODER_SPEC_OPTIONS = ("max_tokens", "text_tokens", "long_doc")
 
 
 def preset_dir() -> Path:
@@ -66,31 +71,82 @@ def build_rater(ref: str, **options: Any) -> Rater:
             options[MODEL_ARGUMENT[name]] = model
         if name not in MODEL_ARGUMENT:
             options = {k: v for k, v in options.items() if k not in MODEL_OPTIONS}
+        elif options.pop("backend", "auto") == "vllm":
+            raise ConfigError(f"--rater {name} runs on transformers only (--backend vllm)")
         try:
             return cls(**options)
         except TypeError as e:
             raise ConfigError(f"--rater {name}: bad option ({e})") from e
-    from raters.encoder import EncoderRater, load_rater_dir
-    from raters.spec import RaterSpec
-
     if name in RELEASED:
         if model:
             raise ConfigError(f"--rater {name} is a released rater and takes no model folder")
-        return load_rater_dir(released_dir(name), **options)
+        return from_spec(load_spec(released_dir(name)), options)
     if name in presets():
-        spec = RaterSpec.load(presets()[name])
-        if not model:
+        spec = load_spec(presets()[name])
+        if model:
+            if spec.kind == "decoder":
+                spec = spec.with_model(model)
+            else:
+                backbone = options.pop("backbone", None)  # nemo-deberta: the backbone
+                spec = spec.with_model(model, backbone=backbone)
+        elif spec.model is None:
             raise ConfigError(
                 f"--rater {name} is a published rater whose weights are not bundled",
                 hint=f"download them yourself and pass --rater {name}=/path/to/model_folder",
             )
-        backbone = options.pop("backbone", None)  # nemo-deberta: the backbone's folder
-        return EncoderRater.from_spec(spec.with_model(model, backbone=backbone), **options)
+        return from_spec(spec, options)
     path = Path(ref)
     if (path / "rater.json").exists():
-        return load_rater_dir(path, **options)
+        return from_spec(load_spec(path), options)
     raise ConfigError(
         f"unknown rater {ref!r}",
         hint=f"use one of: {', '.join(available())}, NAME=MODEL_DIR for a preset, "
         "or a folder containing rater.json",
     )
+
+
+def load_spec(path: str | Path) -> Any:
+    """A ``rater.json`` (or preset) as a :class:`~raters.spec.RaterSpec` (encoder) or a
+    :class:`~raters.decoder_spec.DecoderSpec` (decoder), by its ``kind``."""
+    import json
+
+    path = Path(path)
+    file = path / "rater.json" if path.is_dir() else path
+    try:
+        kind = json.loads(file.read_text()).get("kind", "encoder")
+    except (OSError, ValueError, AttributeError):
+        kind = "encoder"  # the spec loader reports what is wrong with the file
+    if kind == "decoder":
+        from raters.decoder_spec import DecoderSpec
+
+        spec = DecoderSpec.load(file)
+        if spec.model is None and file.name == "rater.json":
+            import dataclasses
+
+            spec = dataclasses.replace(spec, model=".")
+        return spec
+    from raters.spec import RaterSpec
+
+    return RaterSpec.load(file)
+
+
+def from_spec(spec: Any, options: dict[str, Any]) -> Rater:
+    """The rater a spec describes, on the engine the options choose."""
+    if spec.kind == "decoder":
+        import dataclasses
+
+        from raters.decoder import DecoderRater
+
+        changes = {k: options.pop(k) for k in DECODER_SPEC_OPTIONS if k in options}
+        if changes:
+            spec = dataclasses.replace(spec, **changes)
+        try:
+            return DecoderRater.from_spec(spec, **options)
+        except TypeError as e:
+            raise ConfigError(f"--rater {spec.name}: bad option ({e})") from e
+    from raters.encoder import EncoderRater
+
+    try:
+        return EncoderRater.from_spec(spec, **options)
+    except TypeError as e:
+        raise ConfigError(f"--rater {spec.name}: bad option ({e})") from e

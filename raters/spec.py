@@ -91,7 +91,8 @@ class RaterSpec:
     version: str
     """Recorded in every manifest next to the name; bump it when outputs change."""
     kind: str = "encoder"
-    """``encoder`` (an encoder with heads). ``decoder`` raters are not supported yet."""
+    """``encoder`` (an encoder with heads). Decoder raters have their own spec,
+    :class:`raters.decoder_spec.DecoderSpec`."""
     model: str | None = None
     """Model folder, or a named model of ``raters.hub`` (``all-minilm-l6-v2``). Relative
     paths resolve against the folder of the spec file. ``null`` in presets: bind one with

@@ -127,8 +127,8 @@ def validate_spec(spec: RaterSpec) -> None:
         raise ConfigError(f"version: must be a non-empty string, got {spec.version!r}")
     if spec.kind == "decoder":
         raise ConfigError(
-            "kind: 'decoder' raters are not supported yet; only 'encoder' is",
-            hint="decoder raters (prompt + score tokens) come with a later release",
+            "kind: 'decoder': this is a decoder rater, not an encoder spec",
+            hint="load it with raters.registry.load_spec (or raters.decoder_spec.DecoderSpec)",
         )
     _choice(spec.kind, "kind", KINDS)
     _choice(spec.format, "format", FORMATS)

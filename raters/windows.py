@@ -78,6 +78,9 @@ class DocWindows:
     n_tokens: int
     """Tokens in the document: exact when nothing was pre-cut; otherwise the tokens of
     the cut spans plus the cut characters at the same tokens-per-character rate."""
+    split: int | None = None
+    """``head_tail`` only: tokens of the head in ``windows[0]`` (the rest is the tail);
+    decoder raters put a cut mark there."""
 
 
 def make_windows(
@@ -114,6 +117,7 @@ def make_windows(
 
     windows: list[list[int]] = []
     chars = 0
+    split = None
     if policy == "head":
         windows.append(ids[0][:body])
         chars = covered(0, 0, body)
@@ -124,7 +128,7 @@ def make_windows(
             windows.append(ids[0][i : i + body])
         chars = covered(0, 0, stops[-1] + body)
     elif policy == "head_tail":
-        windows, chars = _head_tail(ids, covered, body)
+        windows, chars, split = _head_tail(ids, covered, body)
     else:
         raise ValueError(f"unknown long-document policy {policy!r}")
 
@@ -135,21 +139,22 @@ def make_windows(
         rate = n_read / span_chars if span_chars else 0.0
         n_tokens = n_read + round((n_chars - span_chars) * rate)
     fraction = 1.0 if n_chars == 0 else min(chars / n_chars, 1.0)
-    return DocWindows(windows, [len(w) for w in windows], fraction, n_tokens)
+    return DocWindows(windows, [len(w) for w in windows], fraction, n_tokens, split)
 
 
 def _head_tail(
     ids: list[list[int]], covered: Callable[[int, int, int], int], body: int
-) -> tuple[list[list[int]], int]:
-    """One window: the first ``ceil(body/2)`` and last ``floor(body/2)`` tokens."""
+) -> tuple[list[list[int]], int, int]:
+    """One window: the first ``ceil(body/2)`` and last ``floor(body/2)`` tokens, and the
+    number of head tokens in it."""
     if len(ids) == 1:
         n = len(ids[0])
         if n <= body:
-            return [ids[0]], covered(0, 0, n)
+            return [ids[0]], covered(0, 0, n), n
         h = (body + 1) // 2
         t = body - h
         window = ids[0][:h] + ids[0][n - t :]
-        return [window], covered(0, 0, h) + (covered(0, n - t, n) if t else 0)
+        return [window], covered(0, 0, h) + (covered(0, n - t, n) if t else 0), h
     nh, nt = len(ids[0]), len(ids[1])
     # Give the tail its half, then let either side use what the other cannot fill.
     t = min(nt, body // 2)
@@ -157,7 +162,7 @@ def _head_tail(
     t = min(nt, body - h)
     window = ids[0][:h] + ids[1][nt - t :]
     tail_chars = covered(1, nt - t, nt) if t else 0
-    return [window], covered(0, 0, h) + tail_chars
+    return [window], covered(0, 0, h) + tail_chars, h
 
 
 def plan_batches(

@@ -112,7 +112,7 @@ def test_class_values_default_to_evenly_spaced():
         ({"name": "bad.name"}, "name: 'bad.name'"),
         ({"version": ""}, "version:"),
         ({"version": DELETE}, "version: missing"),
-        ({"kind": "decoder"}, "kind: 'decoder' raters are not supported yet"),
+        ({"kind": "decoder"}, "kind: 'decoder': this is a decoder rater"),
         ({"kind": "lstm"}, "kind: 'lstm' is not one of encoder"),
         ({"format": "onnx"}, "format: 'onnx'"),
         ({"long_doc": "middle"}, "long_doc: 'middle'"),

