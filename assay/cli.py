@@ -110,6 +110,8 @@ def annotate(
 @app.command("raters")
 def list_raters() -> None:
     """List built-in raters and presets."""
+    import json
+
     from raters.registry import BUILTIN, RELEASED, presets
 
     for name in sorted(BUILTIN):
@@ -117,7 +119,12 @@ def list_raters() -> None:
     for name in sorted(RELEASED):
         typer.echo(f"{name:32s} released with assay (raters/{RELEASED[name]})")
     for name, path in presets().items():
-        typer.echo(f"{name:32s} preset ({path.name}); use {name}=/path/to/model")
+        spec = json.loads(path.read_text())
+        kind = spec.get("kind", "encoder")
+        if spec.get("model"):
+            typer.echo(f"{name:32s} {kind} preset on {spec['model']} ({path.name})")
+        else:
+            typer.echo(f"{name:32s} {kind} preset ({path.name}); use {name}=/path/to/model")
 
 
 @app.command()
