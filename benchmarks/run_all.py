@@ -12,6 +12,7 @@ BENCHMARKS = [
     "annotate_memory.py",
     "embed_throughput.py",
     "kmeans_faiss_vs_sklearn.py",
+    "decoder_engines.py",
 ]
 
 if __name__ == "__main__":

@@ -418,3 +418,20 @@ def test_decoder_sft_learns_the_answer_template(tmp_path, demo_records):
     base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m"))
     model = PeftModel.from_pretrained(base, out)  # the adapter loads with peft
     assert any("lora_A" in n for n, _ in model.named_parameters())
+
+    # The folder is a decoder rater: the engine reads the adapter's own distribution.
+    import torch
+
+    from raters.registry import build_rater
+
+    rater = build_rater(str(out), backend="hf")
+    texts = [row["text"] for row in rows[:3]]
+    cols = rater.score(texts)
+    prompts = rater.builder.build(texts).ids
+    model.eval()
+    with torch.no_grad():
+        for d, prompt in enumerate(prompts):
+            logits = model(input_ids=torch.tensor([prompt])).logits[0, -1]
+            want = logits[rater.builder.slot_ids[0]].softmax(-1).numpy()
+            np.testing.assert_allclose(cols["domain.probs"][d], want, atol=1e-4)
+    assert set(cols["domain"]) <= set(spec["domain"]["labels"])
