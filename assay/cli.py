@@ -168,6 +168,9 @@ def _register_feature_commands() -> None:
     app.command("eval-rater")(cli_raters.eval_rater)
     app.command("embed")(cli_clustering.embed)
     app.command("cluster")(cli_clustering.cluster)
+    from assay import cli_serve
+
+    app.command("serve")(cli_serve.serve)
 
 
 _register_feature_commands()
