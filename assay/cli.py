@@ -171,6 +171,9 @@ def _register_feature_commands() -> None:
     from assay import cli_serve
 
     app.command("serve")(cli_serve.serve)
+    from assay.cli_mix import mix_app
+
+    app.add_typer(mix_app, name="mix")
 
 
 _register_feature_commands()

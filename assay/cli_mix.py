@@ -1,0 +1,165 @@
+"""``assay mix search`` and ``assay mix export``: thin typed commands over ``selector``.
+
+Registered in ``assay.cli`` with ``app.add_typer(mix_app, name="mix")``; torch, transformers
+and LightGBM are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from assay.cli_common import fail as _fail
+from assay.errors import AssayError
+
+mix_app = typer.Typer(
+    no_args_is_help=True,
+    help="Search a data mixture with proxy models (CLIMB, RegMix) and export it to trainers.",
+)
+
+
+@mix_app.command("search")
+def search(
+    groups: Path = typer.Argument(
+        ..., help="Clusters folder, annotated folder, or corpus files with a group field"
+    ),
+    target: list[str] = typer.Option(
+        ..., "--target", "-t", help="Validation corpus to optimise for (repeatable; averaged)"
+    ),
+    out: Path = typer.Option(Path("mixture.json"), "-o", "--out", help="mixture.json to write"),
+    group_by: str = typer.Option("cluster.topic", help="Column whose values are the groups"),
+    method: str = typer.Option("climb", help="climb (iterative rounds) | regmix (one round)"),
+    proxies: int = typer.Option(28, help="Proxy runs in all (CLIMB splits them by --rounds)"),
+    rounds: str = typer.Option("4:2:1", help="CLIMB's split of --proxies over rounds"),
+    objective: str = typer.Option("loss", help="loss (nats/token) | bpb (bits per byte)"),
+    predictor: str = typer.Option("lightgbm", help="lightgbm | linear"),
+    budget_tokens: int | None = typer.Option(
+        None, help="Training tokens the mixture is for (default: the pool's size)"
+    ),
+    max_epochs: float = typer.Option(15.0, help="Most passes over any group in the budget"),
+    prior_temperature: float = typer.Option(0.5, help="Prior = token share ** this"),
+    min_weight: float = typer.Option(2e-4, help="Smaller weights are set to 0"),
+    candidates: int = typer.Option(20_000, help="Mixtures the predictor scores per round"),
+    top_k: int = typer.Option(128, help="Best predicted mixtures averaged into the answer"),
+    explore: float = typer.Option(0.25, help="Share of later CLIMB rounds spent at random"),
+    seed: int = typer.Option(0, help="Seed of sampling, predictor and proxies"),
+    verify: int = typer.Option(1, help="Proxies trained on the found mixture at the end"),
+    proxy_hidden: int = typer.Option(64, help="Proxy width"),
+    proxy_layers: int = typer.Option(2, help="Proxy layers"),
+    proxy_heads: int = typer.Option(4, help="Proxy attention heads"),
+    proxy_seq_len: int = typer.Option(256, help="Proxy sequence length"),
+    proxy_tokens: int = typer.Option(30_000, help="Training tokens per proxy"),
+    proxy_batch_size: int = typer.Option(8, help="Blocks per proxy step"),
+    proxy_lr: float = typer.Option(1e-2, help="Proxy peak learning rate"),
+    proxy_init: str = typer.Option(
+        "scratch", help="scratch | smollm2-135m | an HF model folder to continue from"
+    ),
+    proxy_dtype: str = typer.Option("float32", help="float32 | bfloat16"),
+    proxy_threads: int = typer.Option(1, help="CPU threads per proxy"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+    tokenizer: str | None = typer.Option(None, help="HF tokenizer folder for the proxies"),
+    proxy_cmd: str | None = typer.Option(
+        None, help="Your trainer instead: 'train.sh {mixture_json} {out}' printing JSON metrics"
+    ),
+    runs_csv: str | None = typer.Option(
+        None, help="Offline runs (w:<group> columns + objective) to fit instead of / besides"
+    ),
+    annotated: Path | None = typer.Option(
+        None, help="Annotated folder of a clusters folder (default: from its manifest)"
+    ),
+    text_field: str = typer.Option("text", help="Field holding the document text"),
+    id_field: str = typer.Option("id", help="Field holding the document id"),
+    resume: bool = typer.Option(
+        False, help="Reuse finished runs of an interrupted search with the same flags"
+    ),
+) -> None:
+    """Train proxies on sampled mixtures, fit a predictor, write the best mixture."""
+    try:
+        from selector.proxy_lm import ProxyConfig
+        from selector.search import SearchConfig, run_search
+
+        config = SearchConfig(
+            group_by=group_by, method=method, proxies=proxies, rounds=rounds,
+            prior_temperature=prior_temperature, max_epochs=max_epochs,
+            budget_tokens=budget_tokens, min_weight=min_weight, predictor=predictor,
+            n_candidates=candidates, top_k=top_k, explore=explore, objective=objective,
+            seed=seed, verify=verify, text_field=text_field, id_field=id_field,
+        )  # fmt: skip
+        proxy = ProxyConfig(
+            hidden=proxy_hidden, layers=proxy_layers, heads=proxy_heads, seq_len=proxy_seq_len,
+            tokens=proxy_tokens, batch_size=proxy_batch_size, lr=proxy_lr, seed=seed,
+            init=proxy_init, threads=proxy_threads, dtype=proxy_dtype, device=device,
+        )  # fmt: skip
+        mixture = run_search(
+            groups, target, out, config, proxy, proxy_cmd=proxy_cmd, runs_csv=runs_csv,
+            tokenizer_dir=tokenizer, annotated=str(annotated) if annotated else None,
+            resume=resume,
+        )  # fmt: skip
+    except AssayError as e:
+        _fail(e)
+        return
+    m = mixture.method
+    typer.echo(
+        f"{m['name']}: {m['proxy_runs']} proxy runs, rounds {m['rounds']}, "
+        f"held-out Spearman per round {m['heldout_spearman']}"
+    )
+    for g in sorted(mixture.groups, key=lambda g: -g.weight):
+        ep = g.epochs(mixture.budget_tokens)
+        typer.echo(f"  {g.name:24s} {g.weight:.4f}" + ("" if ep is None else f"  {ep:.2f} ep"))
+    typer.echo(
+        f"predicted {m['objective']['metric']} {m['predicted_objective']:.4f}; "
+        f"verified {m['verified_objective']}"
+    )
+    typer.echo(f"wrote {out} (runs, plot: {out.parent / (out.stem + '.search')})")
+
+
+@mix_app.command("export")
+def export(
+    mixture: Path = typer.Argument(..., help="mixture.json (assay mix search -o)"),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="megatron | nemo | olmo-core | hf | mds | nanotron"
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="Folder for the trainer's files"),
+    path_template: str | None = typer.Option(
+        None, help="Data path per group, with {group}: '/data/{group}_text_document'"
+    ),
+    budget_tokens: int | None = typer.Option(
+        None, help="Training tokens (default: the mixture's); sets the implied epochs"
+    ),
+    seed: int = typer.Option(42, help="Seed written for hf / nanotron"),
+    mds_scheme: str = typer.Option("proportion", help="mds: proportion | repeat | choose"),
+    mds_packed: bool = typer.Option(False, help="mds: samples are fixed-length sequences"),
+    mds_remote: bool = typer.Option(False, help="mds: paths are remote (else local)"),
+    seq_len: int = typer.Option(2048, help="mds --mds-packed: tokens per sample"),
+) -> None:
+    """Write MIXTURE in a trainer's syntax and unit; print the implied epochs per group."""
+    try:
+        from selector.mix_export import epochs_table, export_mixture
+        from selector.mixture import Mixture
+
+        mix = Mixture.read(mixture)
+        options: dict = {}
+        if fmt in ("hf", "nanotron"):
+            options["seed"] = seed
+        if fmt == "mds":
+            options.update(
+                scheme=mds_scheme,
+                packed=mds_packed,
+                remote=mds_remote,
+                seq_len=seq_len,
+                budget_tokens=budget_tokens or mix.budget_tokens,
+            )
+        manifest = export_mixture(
+            mix, fmt, out, path_template=path_template, budget_tokens=budget_tokens, options=options
+        )
+    except AssayError as e:
+        _fail(e)
+        return
+    typer.echo(epochs_table(manifest))
+    if manifest["repeated_groups"]:
+        typer.echo(
+            f"warning: {len(manifest['repeated_groups'])} group(s) read more than once "
+            f"at {manifest['budget_tokens']:,} tokens"
+        )
+    typer.echo(f"wrote {', '.join(manifest['files'])} to {out}")

@@ -1,0 +1,258 @@
+"""``assay mix search`` end to end on real demo text: built-in micro proxies, a proxy
+command, offline runs, and the CLI (search + export)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from assay.errors import AssayError, ConfigError
+from selector.mixture import Mixture
+from selector.proxy_lm import ProxyConfig
+from selector.search import SearchConfig, run_search
+
+DOMAINS = ("encyclopedic", "code", "legal", "recipe", "dialogue")
+MICRO = dict(hidden=32, layers=1, heads=2, seq_len=128, batch_size=4, tokens=8_192, seed=0)
+
+# A user's own "trainer" for --proxy-cmd: a character bigram LM fitted on the mixture's
+# groups (token-weighted), scored on the target. Real text, real measurement, no torch.
+SCRIPT = r"""
+import json, math, sys, collections
+mixture_json, out, pool, target = sys.argv[1:5]
+mix = json.load(open(mixture_json))
+docs = collections.defaultdict(list)
+for line in open(pool):
+    r = json.loads(line)
+    docs[r["domain"]].append(r["text"][:1000])
+tgt = [json.loads(l)["text"] for l in open(target)]
+def model(texts):
+    c, n = collections.Counter(), collections.Counter()
+    for t in texts:
+        for a, b in zip(t, t[1:]):
+            c[a, b] += 1; n[a] += 1
+    return c, n
+models = {g["name"]: model(docs[g["name"]]) for g in mix["groups"]}
+w = {g["name"]: g["weight"] for g in mix["groups"]}
+nats = count = 0
+for t in tgt:
+    for a, b in zip(t[:1000], t[1:1000]):
+        p = sum(w[g] * (c[a, b] + 0.01) / (n[a] + 0.01 * 256) for g, (c, n) in models.items())
+        nats -= math.log(p); count += 1
+print("progress line that is not JSON")
+print(json.dumps({"wiki-val": {"loss": nats / count}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, demo_records) -> tuple[Path, Path]:
+    """A small pool (5 domains x 40 docs, shortest first) and 20 held-out wiki docs."""
+    rng = random.Random(0)
+    by: dict[str, list[dict]] = {d: [] for d in DOMAINS}
+    for r in demo_records:
+        if r["domain"] in by and len(r["text"]) < 6000:
+            by[r["domain"]].append(r)
+    root = tmp_path_factory.mktemp("mix")
+    val = rng.sample(by["encyclopedic"], 20)
+    by["encyclopedic"] = [r for r in by["encyclopedic"] if r not in val]
+    pool = [r for d in DOMAINS for r in rng.sample(by[d], 40)]
+    pool += val  # the target docs are in the pool too: the search must leave them out
+    (root / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+    (root / "wiki-val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in val))
+    return root / "pool.jsonl", root / "wiki-val.jsonl"
+
+
+def _runs(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_climb_search_builtin_proxies(corpus, tmp_path):
+    import torch
+
+    torch.set_num_threads(1)
+    pool, val = corpus
+    cfg = SearchConfig(group_by="domain", method="climb", proxies=14, n_candidates=4000, top_k=32)
+    out = tmp_path / "mixture.json"
+    mix = run_search(pool, [str(val)], out, cfg, ProxyConfig(**MICRO), say=lambda m: None)
+
+    again = Mixture.read(out)  # a valid mixture.json
+    assert again.weights == pytest.approx(mix.weights)
+    assert sum(again.weights.values()) == pytest.approx(1.0)
+    assert set(again.weights) == set(DOMAINS)
+    m = again.method
+    assert m["name"] == "climb" and m["rounds"] == [8, 4, 2] and m["proxy_runs"] == 14
+    assert len(m["per_round"]) == 3 and "heldout_spearman" in m["per_round"][1]
+    assert again.provenance["target_docs_excluded"] == 20
+    # the predictor beats a constant predictor on runs it did not see (5-fold CV)
+    last = m["per_round"][-1]
+    assert last["cv_mae"] < last["cv_mae_constant"]
+    assert last["cv_spearman"] > 0.3
+    # the target's own domain gets more than its size share (the prior)
+    assert again.weights["encyclopedic"] > m["prior"]["encyclopedic"]
+
+    work = tmp_path / "mixture.search"
+    rows = _runs(work / "runs.csv")
+    assert len(rows) == 14 + 1  # every proxy + the verification run
+    assert [r["round"] for r in rows[-4:]] == ["1", "2", "2", "final"]
+    for r in rows:
+        w = [float(r[f"w:{d}"]) for d in DOMAINS]
+        assert sum(w) == pytest.approx(1.0, abs=1e-4)
+        assert float(r["wiki-val:loss"]) > 0 and r["objective"] == r["wiki-val:loss"]
+    assert all(r["predicted"] for r in rows if r["round"] in ("1", "2"))
+    svg = (work / "predicted.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<circle") == 14
+    assert (work / "tokenizer" / "tokenizer.json").exists()
+
+    # offline: refit the runs just written, no proxy trained
+    off = run_search(
+        pool,
+        [str(val)],
+        tmp_path / "offline.json",
+        SearchConfig(
+            group_by="domain", method="regmix", proxies=0, verify=0, n_candidates=4000, top_k=32
+        ),
+        ProxyConfig(**MICRO),
+        runs_csv=str(work / "runs.csv"),
+        say=lambda m: None,
+    )
+    assert off.method["proxy_runs"] == 15
+    offline_rows = _runs(tmp_path / "offline.search" / "runs.csv")
+    assert {r["source"] for r in offline_rows} == {"offline"}
+
+
+def test_regmix_search_with_a_proxy_command(corpus, tmp_path):
+    pool, val = corpus
+    script = tmp_path / "bigram_proxy.py"
+    script.write_text(SCRIPT)
+    cmd = f"{sys.executable} {script} {{mixture_json}} {{out}} {pool} {val}"
+    cfg = SearchConfig(
+        group_by="domain", method="regmix", proxies=12, n_candidates=4000, top_k=32, verify=1
+    )
+    mix = run_search(
+        pool,
+        [str(val)],
+        tmp_path / "m.json",
+        cfg,
+        ProxyConfig(**MICRO),
+        proxy_cmd=cmd,
+        say=lambda m: None,
+    )
+    assert mix.method["proxy"]["command"] == cmd
+    rep = mix.method["per_round"][0]
+    assert rep["cv_mae"] < rep["cv_mae_constant"] and rep["cv_spearman"] > 0.5
+    # a character bigram of the target domain is best fitted by the target domain itself
+    assert max(mix.weights, key=mix.weights.get) == "encyclopedic"
+    run0 = tmp_path / "m.search" / "runs" / "run-0000"
+    sent = json.loads((run0 / "mixture.json").read_text())
+    assert sent["kind"] == "mixture" and sent["method"]["tokens"] == MICRO["tokens"]
+    assert len(_runs(tmp_path / "m.search" / "runs.csv")) == 13
+
+    # --resume after a crash: finished runs are replayed, not retrained; same answer
+    (tmp_path / "m.search" / "runs" / "run-0003").rename(tmp_path / "kept")
+    again = run_search(pool, [str(val)], tmp_path / "m.json", cfg, ProxyConfig(**MICRO),
+                       proxy_cmd=cmd, resume=True, say=lambda m: None)  # fmt: skip
+    rows = _runs(tmp_path / "m.search" / "runs.csv")
+    assert {r["source"] for r in rows} == {"cached"} and len(rows) == 13
+    assert not (tmp_path / "m.search" / "runs" / "run-0003").exists()  # not run again
+    assert again.weights == pytest.approx(mix.weights)
+    with pytest.raises(AssayError, match="other settings"):
+        run_search(pool, [str(val)], tmp_path / "m.json", cfg,
+                   ProxyConfig(**{**MICRO, "tokens": 4096}), proxy_cmd=cmd, resume=True,
+                   say=lambda m: None)  # fmt: skip
+
+
+def test_proxy_command_failures_are_clear(corpus, tmp_path):
+    pool, val = corpus
+    cfg = SearchConfig(group_by="domain", method="regmix", proxies=5, verify=0)
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sys; print('boom', file=sys.stderr); sys.exit(3)")
+    with pytest.raises(AssayError, match="exited with 3: boom"):
+        run_search(
+            pool,
+            [str(val)],
+            tmp_path / "x.json",
+            cfg,
+            ProxyConfig(**MICRO),
+            proxy_cmd=f"{sys.executable} {bad} {{mixture_json}}",
+            say=lambda m: None,
+        )
+    with pytest.raises(ConfigError, match="unknown fields"):
+        run_search(
+            pool,
+            [str(val)],
+            tmp_path / "x.json",
+            cfg,
+            ProxyConfig(**MICRO),
+            proxy_cmd="train.sh {mixture} {out}",
+            say=lambda m: None,
+        )
+    with pytest.raises(ConfigError, match="--group-by"):
+        run_search(
+            pool,
+            [str(val)],
+            tmp_path / "x.json",
+            SearchConfig(group_by="nope", proxies=5),
+            ProxyConfig(**MICRO),
+            say=lambda m: None,
+        )
+
+
+@pytest.mark.slow
+def test_groups_from_a_real_clusters_folder(annotated_sample, tmp_path):
+    """annotated -> MiniLM embeddings -> FAISS clusters -> groups by cluster.topic."""
+    from clustering.config import ClusterConfig
+    from clustering.embed import Embedder, embed_corpus
+    from clustering.run import cluster_corpus
+    from selector.proxy_data import load_groups
+
+    ann = load_groups(annotated_sample, "domain")
+    assert ann.n_tokens is not None and all(n > 0 for n in ann.n_tokens)
+    assert len(set(ann.groups)) == 10 and ann.provenance["kind"] == "annotations"
+
+    emb = tmp_path / "emb"
+    embed_corpus(annotated_sample, emb, Embedder("all-minilm-l6-v2", max_tokens=64))
+    clusters = tmp_path / "clusters"
+    cfg = ClusterConfig(k=6, topics=3, map_method="pca", terms_docs=20)
+    cluster_corpus(annotated_sample, emb, clusters, cfg)
+    docs = load_groups(clusters, "cluster.topic")
+    assert docs.provenance["kind"] == "clusters" and len(set(docs.groups)) == 3
+    assert sorted(docs.ids) == sorted(ann.ids)  # every document, once, with its text
+    assert sum(docs.n_tokens) == sum(ann.n_tokens)
+    by_id = dict(zip(ann.ids, ann.texts, strict=True))
+    assert all(by_id[i] == t for i, t in zip(docs.ids, docs.texts, strict=True))
+    with pytest.raises(ConfigError, match="--group-by"):
+        load_groups(clusters, "no-such-column")
+
+
+def test_cli_search_and_export(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    pool, val = corpus
+    out = tmp_path / "mix.json"
+    res = CliRunner().invoke(app, [
+        "mix", "search", str(pool), "--target", str(val), "-o", str(out),
+        "--group-by", "domain", "--method", "regmix", "--proxies", "6", "--verify", "0",
+        "--candidates", "2000", "--top-k", "16", "--proxy-hidden", "32", "--proxy-layers", "1",
+        "--proxy-heads", "2", "--proxy-seq-len", "128", "--proxy-tokens", "2048",
+        "--proxy-batch-size", "4", "--budget-tokens", "100000", "--max-epochs", "4",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "regmix: 6 proxy runs" in res.output
+    mix = Mixture.read(out)
+    assert mix.budget_tokens == 100_000
+    for fmt in ("megatron", "olmo-core", "hf"):
+        res = CliRunner().invoke(
+            app, ["mix", "export", str(out), "--format", fmt, "-o", str(tmp_path / fmt)]
+        )
+        assert res.exit_code == 0, res.output
+        assert "epochs" in res.output
+    bad = CliRunner().invoke(app, ["mix", "export", str(out), "--format", "x", "-o", "y"])
+    assert bad.exit_code == 2 and "--format must be one of" in bad.output
