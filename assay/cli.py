@@ -174,6 +174,12 @@ def _register_feature_commands() -> None:
     from assay.cli_mix import mix_app
 
     app.add_typer(mix_app, name="mix")
+    from assay import cli_select
+
+    app.command("select")(cli_select.select)
+    app.command("learn-weights")(cli_select.learn_weights)
+    app.add_typer(cli_select.influence_app, name="influence")
+    app.command("export")(cli_select.export)
 
 
 _register_feature_commands()

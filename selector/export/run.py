@@ -1,0 +1,173 @@
+"""``assay export``: a selection folder -> one trainer format, per group, plus a manifest.
+
+Every group of the selection (``group=<name>/``) becomes one unit of the output: a
+folder of shards (``jsonl``, ``parquet``, ``mds``), an HF ``datasets`` folder (``hf``),
+or a Megatron prefix ``<name>_text_document`` (``megatron``, tokenised here with the
+target tokenizer, an end-of-document token appended per document by default as
+``preprocess_data.py --append-eod`` does). The blend that weights the groups as the
+selection's realised mixture does is written under ``blend/<trainer>/`` by the mixture
+exporters (:func:`selector.mix_export.export_mixture`, the code behind ``assay mix
+export``), with the exported paths filled in: Megatron and NeMo for ``megatron``,
+``interleave_datasets`` for ``hf``, MDS streams for ``mds``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from assay import manifest as mf
+from assay.errors import AssayError, ConfigError
+
+FORMATS = ("jsonl", "parquet", "hf", "megatron", "mds")
+KIND = "export"
+# Trainer blend files written beside each export (formats of selector.mix_export).
+BLENDS = {"megatron": ("megatron", "nemo"), "hf": ("hf",), "mds": ("mds",)}
+
+
+def write_blends(
+    out: Path, mixture: Any, paths: dict[str, str], fmt: str, data_root: Path
+) -> dict[str, Any]:
+    """The realised mixture in each trainer's syntax, written into ``out/blend``, pointing
+    at the exported data as it will lie under ``data_root`` (absolute paths)."""
+    import dataclasses
+
+    from selector.mix_export import export_mixture
+    from selector.mixture import Mixture
+
+    groups = [
+        dataclasses.replace(g, paths=[str((data_root / paths[g.name]).resolve())])
+        for g in mixture.groups
+        if g.name in paths and g.weight > 0
+    ]
+    mix = Mixture(
+        groups=groups,
+        group_by=mixture.group_by,
+        budget_tokens=mixture.budget_tokens,
+        method=mixture.method,
+        provenance=mixture.provenance,
+    )
+    written = {}
+    for trainer in BLENDS.get(fmt, ()):
+        m = export_mixture(mix, trainer, out / "blend" / trainer)
+        written[trainer] = [f"blend/{trainer}/{f}" for f in m["files"]]
+    return written
+
+
+def megatron_prefix(group: str) -> str:
+    """``<group>_text_document`` with anything but letters, digits, ``-`` and ``.``
+    replaced, so the prefix is one token of a ``--data-path`` list."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", group) + "_text_document"
+
+
+def _write_megatron(
+    shards: list[Path], prefix: Path, tokenizer: Any, append_eod: bool, text_field: str
+) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    from selector.export.megatron import MegatronWriter
+
+    eod = tokenizer.eos_token_id
+    if append_eod and eod is None:
+        raise ConfigError(
+            "--append-eod: the tokenizer has no end-of-sequence token",
+            hint="pass --no-append-eod, or use a tokenizer with an eos_token",
+        )
+    docs = tokens = 0
+    with MegatronWriter(prefix, vocab_size=len(tokenizer)) as writer:
+        for shard in shards:
+            texts = pq.read_table(shard, columns=[text_field]).column(text_field).to_pylist()
+            for i in range(0, len(texts), 256):
+                enc = tokenizer(texts[i : i + 256], add_special_tokens=False)["input_ids"]
+                for ids in enc:
+                    if append_eod:
+                        ids = [*ids, eod]
+                    writer.add(ids)
+                    tokens += len(ids)
+                    docs += 1
+    return {"docs": docs, "tokens": tokens}
+
+
+def export_selection(
+    selected: str | os.PathLike,
+    out: str | os.PathLike,
+    fmt: str,
+    *,
+    tokenizer: str | None = None,
+    append_eod: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write a selection in ``fmt`` (one of :data:`FORMATS`); returns the manifest.
+
+    ``tokenizer`` (megatron only) defaults to the one the selection counted tokens with.
+    Example::
+
+        export_selection("out/selected", "out/megatron", "megatron")
+    """
+    from selector.export import files
+    from selector.select import commit_out, prepare_out, read_selection
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    t0 = time.perf_counter()
+    selected, out = Path(selected), Path(out)
+    manifest, mixture = read_selection(selected)
+    sel_tokenizer = manifest["tokens"]["tokenizer"]
+    tok = None
+    if fmt == "megatron":
+        from transformers import AutoTokenizer
+
+        from raters.hub import resolve_model
+
+        tokenizer = tokenizer or sel_tokenizer
+        tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
+        tok.model_max_length = 1 << 40  # whole documents; no truncation warning
+    elif fmt == "mds":  # fail before writing anything when the library is missing
+        try:
+            import streaming  # noqa: F401
+        except ImportError:
+            raise AssayError(
+                "--format mds needs mosaicml-streaming, which is not installed", hint=files.MDS_HINT
+            ) from None
+    final, out = out, prepare_out(out, overwrite, kind=KIND)
+    text_field = manifest.get("text_field", "text")
+    groups = []
+    for g in manifest["groups"]:
+        if not g["files"]:
+            continue
+        shards = [selected / f for f in g["files"]]
+        if fmt == "megatron":
+            name = megatron_prefix(g["name"])
+            stats = _write_megatron(shards, out / name, tok, append_eod, text_field)
+            stats["selected_tokens"] = g["tokens_selected"]
+        else:
+            name = Path(g["files"][0]).parent.name
+            writer = {
+                "jsonl": files.write_jsonl,
+                "parquet": files.write_parquet,
+                "hf": files.write_hf,
+                "mds": files.write_mds,
+            }[fmt]
+            stats = writer(shards, out / name)
+        groups.append({"name": g["name"], "path": name, **stats})
+    blend = write_blends(out, mixture, {g["name"]: g["path"] for g in groups}, fmt, final)
+    result = mf.new_manifest(
+        KIND,
+        format=fmt,
+        inputs={
+            "selection": str(selected.resolve()),
+            "selection_manifest_sha256": mf.sha256_of(selected / mf.MANIFEST),
+        },
+        tokenizer=tokenizer if fmt == "megatron" else None,
+        append_eod=append_eod if fmt == "megatron" else None,
+        groups=groups,
+        blend=blend,
+        counts={"docs": sum(g["docs"] for g in groups), "groups": len(groups)},
+        timings={"total_seconds": round(time.perf_counter() - t0, 3)},
+    )
+    mf.write_json_atomic(out / mf.MANIFEST, result)
+    commit_out(out, final)
+    return result

@@ -1,0 +1,361 @@
+"""Oracle data influence (MATES probing): one optimizer step on a document, then the change
+in loss on a reference set.
+
+For each probed document: restore the checkpoint, take one optimizer step on the
+document's first ``max_tokens`` tokens, measure the mean per-token loss on the reference
+set, and record ``influence = loss_after - loss_before`` (negative: the document helps the
+reference). MATES records the loss after the step and z-scores it later; the difference
+is the same ranking and reads as a signed quantity.
+
+Optimizer: the checkpoint's own state when its folder holds ``optimizer.pt`` (an AdamW
+``state_dict`` saved beside the weights) and ``--optimizer auto``; otherwise the stated
+default, plain SGD at ``--lr``, whose step changes the reference loss by about
+``-lr * <grad(doc), grad(reference)>`` (the first-order influence). A fresh AdamW's first
+step is ``lr * sign(grad)`` whatever the gradient's size, so it is not the default.
+
+Resumable: probes are committed in shards of ``shard_size`` (``part-NNNNN.parquet``,
+atomic); rerunning the same command skips what is done and gives the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assay import manifest as mf
+from assay.errors import AssayError, ConfigError, ManifestMismatchError
+
+KIND = "influence_probes"
+RUN_FILE = "_run.json"
+OPTIMIZERS = ("auto", "sgd", "adamw")
+INSTALL_HINT = "pip install 'assay[select]' (probing needs torch and transformers)"
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How each probe steps and measures."""
+
+    optimizer: str = "auto"
+    """``auto`` (the checkpoint's ``optimizer.pt`` if present, else ``sgd``), ``sgd`` or
+    ``adamw`` (fresh state unless ``optimizer.pt`` exists)."""
+    lr: float = 0.1
+    """Learning rate of the probe step (``--lr``). The gradient is clipped to norm 1 (as in
+    MATES), so with SGD it moves the weights by at most ``lr`` in L2 norm."""
+    max_tokens: int = 256
+    """Tokens of each probed document used for the step (its head)."""
+    ref_tokens: int = 256
+    """Tokens per reference document measured (its head)."""
+    ref_batch: int = 16
+    """Reference documents per forward pass."""
+    shard_size: int = 64
+    """Probes per committed shard (unit of resume)."""
+    threads: int = 1
+    """CPU threads (torch.set_num_threads)."""
+    device: str = "cpu"
+    """``cpu``, ``cuda[:N]`` or ``auto``."""
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        for flag, v in (
+            ("max-tokens", self.max_tokens),
+            ("ref-tokens", self.ref_tokens),
+            ("ref-batch", self.ref_batch),
+            ("shard-size", self.shard_size),
+            ("threads", self.threads),
+        ):
+            if v < 1:
+                raise ConfigError(f"--{flag} must be >= 1, got {v}")
+
+
+class Prober:
+    """A causal LM, its start state, and the reference batches; ``probe(text)`` gives
+    ``(influence, doc_loss)`` and leaves the model as it found it.
+
+    Example::
+
+        p = Prober("ckpt", reference_texts, ProbeConfig(lr=0.1))
+        p.probe("some document")  # -> (-0.0123, 6.71)
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, reference: Sequence[str], cfg: ProbeConfig):
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:  # pragma: no cover - depends on the extra
+            raise AssayError(f"probing needs torch + transformers ({e})", hint=INSTALL_HINT) from e
+        from raters.hub import resolve_model
+
+        if not reference:
+            raise ConfigError("--reference gave no documents")
+        torch.set_num_threads(cfg.threads)
+        self.cfg = cfg
+        self.model_dir = resolve_model(model_dir)
+        self.device = _device(cfg.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.tokenizer.model_max_length = 1 << 40
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
+        self.model.to(self.device).train()
+        # Dropout would make the step and the measurement random: probes are exact.
+        for m in self.model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.start = [p.detach().clone() for p in self.params]
+        opt_file = self.model_dir / "optimizer.pt"
+        self.opt_state = None
+        kind = cfg.optimizer
+        if kind in ("auto", "adamw") and opt_file.is_file():
+            self.opt_state = torch.load(opt_file, map_location=self.device, weights_only=True)
+            kind = "adamw"
+        self.optimizer_kind = "sgd" if kind == "auto" else kind
+        self.ref_batches = self._reference_batches(reference)
+        self.loss_before = self.reference_loss()
+
+    def _encode(self, texts: Sequence[str], limit: int) -> list[list[int]]:
+        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [x[:limit] for x in ids]
+
+    def _reference_batches(self, texts: Sequence[str]) -> list[tuple[Any, Any]]:
+        import torch
+
+        rows = [r for r in self._encode(texts, self.cfg.ref_tokens) if len(r) >= 2]
+        if not rows:
+            raise ConfigError("--reference documents are all shorter than 2 tokens")
+        rows.sort(key=len)
+        batches = []
+        for i in range(0, len(rows), self.cfg.ref_batch):
+            chunk = rows[i : i + self.cfg.ref_batch]
+            width = max(len(r) for r in chunk)
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for j, r in enumerate(chunk):
+                ids[j, : len(r)] = torch.tensor(r)
+                labels[j, : len(r)] = torch.tensor(r)
+                mask[j, : len(r)] = 1
+            batches.append((ids.to(self.device), labels.to(self.device), mask.to(self.device)))
+        return batches
+
+    def reference_loss(self) -> float:
+        """Mean loss per predicted token over the whole reference set."""
+        import torch
+
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for ids, labels, mask in self.ref_batches:
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+                target = labels[:, 1:]
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.size(-1)).float(),
+                    target.reshape(-1),
+                    ignore_index=-100,
+                    reduction="sum",
+                )
+                total += float(loss)
+                count += int((target != -100).sum())
+        return total / count
+
+    def _optimizer(self) -> Any:
+        import torch
+
+        if self.optimizer_kind == "sgd":
+            return torch.optim.SGD(self.params, lr=self.cfg.lr)
+        opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=0.0)
+        if self.opt_state is not None:
+            opt.load_state_dict(self.opt_state)
+            for group in opt.param_groups:
+                group["lr"] = self.cfg.lr
+        return opt
+
+    def probe(self, text: str) -> tuple[float, float]:
+        """One step on ``text``; returns (reference loss change, the document's loss)."""
+        import torch
+
+        ids = self._encode([text], self.cfg.max_tokens)[0]
+        if len(ids) < 2:
+            return float("nan"), float("nan")
+        x = torch.tensor([ids], device=self.device)
+        opt = self._optimizer()
+        opt.zero_grad(set_to_none=True)
+        out = self.model(input_ids=x, labels=x)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        opt.step()
+        after = self.reference_loss()
+        with torch.no_grad():  # restore the checkpoint for the next probe
+            for p, p0 in zip(self.params, self.start, strict=True):
+                p.copy_(p0)
+        return after - self.loss_before, float(out.loss.detach())
+
+    def describe(self) -> dict[str, Any]:
+        from raters.hub import weights_sha256
+
+        return {
+            "model_path": str(self.model_dir),
+            "weights_sha256": weights_sha256(self.model_dir),
+            "optimizer": self.optimizer_kind,
+            "optimizer_state": self.opt_state is not None,
+            "reference_loss_before": self.loss_before,
+        }
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def sample_documents(
+    records: Sequence[dict[str, Any]], n: int, seed: int, *, exclude: set[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """``n`` documents drawn uniformly without replacement (seeded), in draw order."""
+    pool = [r for r in records if str(r["id"]) not in exclude]
+    if n < 1:
+        raise ConfigError(f"-n/--probes must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
+    return [pool[i] for i in picks]
+
+
+def probe_corpus(
+    docs: Sequence[dict[str, Any]],
+    reference: Sequence[str],
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: ProbeConfig,
+    *,
+    inputs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Probe every document of ``docs`` (dicts with ``id`` and ``text``); resumable.
+
+    Writes ``part-NNNNN.parquet`` shards (``id``, ``text``, ``influence``, ``doc_loss``)
+    and ``manifest.json``. ``inputs`` describes where docs and reference came from.
+    """
+    import pyarrow as pa
+
+    from assay.shards import committed_shards, write_shard
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    fingerprint = {
+        "model": str(Path(model)),
+        "config": asdict(cfg),
+        "docs_sha1": _digest([str(d["id"]) for d in docs]),
+        "reference_sha1": _digest(list(reference)),
+    }
+    _prepare_out(out, fingerprint, overwrite)
+    if (out / mf.MANIFEST).exists():
+        return mf.read_manifest(out, kind=KIND)
+    prober = Prober(model, reference, cfg)
+    done = committed_shards(out)
+    start = len(done) * cfg.shard_size
+    for s in range(start, len(docs), cfg.shard_size):
+        chunk = docs[s : s + cfg.shard_size]
+        results = [prober.probe(d["text"]) for d in chunk]
+        table = pa.table(
+            {
+                "id": [str(d["id"]) for d in chunk],
+                "text": [d["text"] for d in chunk],
+                "influence": pa.array([r[0] for r in results], pa.float64()),
+                "doc_loss": pa.array([r[1] for r in results], pa.float64()),
+            }
+        )
+        done.append(write_shard(out, len(done), table, {"rows": len(chunk)}))
+        if on_progress:
+            on_progress(min(s + cfg.shard_size, len(docs)), len(docs))
+    import pyarrow.parquet as pq
+
+    values = (
+        np.concatenate(
+            [pq.read_table(p, columns=["influence"])["influence"].to_numpy() for p in done]
+        )
+        if done
+        else np.zeros(0)
+    )
+    manifest = mf.new_manifest(
+        KIND,
+        inputs=inputs or {},
+        models=[prober.describe()],
+        config=asdict(cfg),
+        reference={"docs": len(reference), "sha1": fingerprint["reference_sha1"]},
+        counts={
+            "probes": int(values.size),
+            "nan": int(np.isnan(values).sum()),
+            "negative": int((values < 0).sum()),
+        },
+        influence={
+            "mean": float(np.nanmean(values)) if values.size else None,
+            "std": float(np.nanstd(values)) if values.size else None,
+        },
+        shards=[p.name for p in done],
+        timings={"seconds_this_run": round(time.perf_counter() - t0, 3)},
+        run=fingerprint,
+    )
+    mf.write_json_atomic(out / mf.MANIFEST, manifest)
+    (out / RUN_FILE).unlink(missing_ok=True)
+    return manifest
+
+
+def read_probes(folder: str | os.PathLike) -> Any:
+    """A finished probe folder as one Arrow table (``id``, ``text``, ``influence``, ...)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    manifest = mf.read_manifest(folder, kind=KIND)
+    return pa.concat_tables([pq.read_table(folder / s) for s in manifest["shards"]])
+
+
+def _digest(values: Sequence[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for v in values:
+        h.update(v.encode("utf-8", errors="replace"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
+    run_file, manifest_file = out / RUN_FILE, out / mf.MANIFEST
+    if overwrite and (run_file.exists() or manifest_file.exists()):
+        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()):
+        if run_file.exists():
+            previous = json.loads(run_file.read_text())
+        elif manifest_file.exists():
+            previous = json.loads(manifest_file.read_text()).get("run")
+        else:
+            raise ManifestMismatchError(
+                f"output folder {out} exists, is not empty and is not a probe run",
+                hint="choose another -o (assay never deletes a folder it did not write)",
+            )
+        if previous != fingerprint:
+            changed = ", ".join(mf.diff_keys(previous or {}, fingerprint))
+            raise ManifestMismatchError(
+                f"{out} holds probes of a different command or input (differs in: {changed})",
+                hint="rerun the original command to resume it, or pass --overwrite",
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    mf.write_json_atomic(run_file, fingerprint)
+
+
+__all__ = ["ProbeConfig", "Prober", "probe_corpus", "read_probes", "sample_documents"]
