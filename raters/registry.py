@@ -7,7 +7,8 @@ A rater reference is one of:
 - a preset in ``configs/raters/<name>.json`` bound to local model files:
   ``fineweb-edu=/models/fineweb-edu-classifier`` (presets describe published raters as
   released; their weights cannot be downloaded here, so the folder is the user's);
-- a folder holding ``rater.json`` next to its model files (what ``train-rater`` writes).
+- a folder holding ``rater.json`` next to its model files (what ``train-rater`` writes),
+  or ``NAME=FOLDER`` to give that rater another name (its column prefix).
 
 Options go to the rater's constructor: ``{"max_tokens": 128}``. Model raters take
 ``backend`` (``auto`` | ``hf`` | ``vllm``, see :mod:`raters.vllm_engine`), ``device``,
@@ -98,6 +99,17 @@ def build_rater(ref: str, **options: Any) -> Rater:
     path = Path(ref)
     if (path / "rater.json").exists():
         return from_spec(load_spec(path), options)
+    if model and (Path(model) / "rater.json").exists():
+        # NAME=DIR on a rater folder: the folder's rater under another column prefix
+        # (``--rater influence=out/influence-model`` -> ``influence.score``).
+        import dataclasses
+
+        from raters.spec import _RATER_NAME
+
+        if not _RATER_NAME.match(name):
+            raise ConfigError(f"--rater {ref}: {name!r} is not a usable rater name")
+        spec = load_spec(Path(model))
+        return from_spec(dataclasses.replace(spec, name=name), options)
     raise ConfigError(
         f"unknown rater {ref!r}",
         hint=f"use one of: {', '.join(available())}, NAME=MODEL_DIR for a preset, "

@@ -36,3 +36,18 @@ def test_every_preset_loads_and_published_ones_need_local_weights(name):
             build_rater(name)
     else:  # a schema on a model that ships with assay
         assert spec.kind == "decoder" and spec.model == "smollm2-135m"
+
+
+def test_name_equals_folder_renames_a_rater_folder(tmp_path):
+    import shutil
+
+    from raters.registry import released_dir
+
+    folder = tmp_path / "mini"
+    shutil.copytree(released_dir("assay-mini-v1"), folder)
+    rater = build_rater(f"quality={folder}", device="cpu")
+    assert rater.name == "quality"
+    out = rater({"text": ["A short plain sentence about rivers."]})
+    assert any(k.startswith("quality.") for k in out)
+    with pytest.raises(ConfigError, match="not a usable rater name"):
+        build_rater(f"bad.name={folder}")
