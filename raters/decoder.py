@@ -78,7 +78,7 @@ class DecoderRater(Rater):
         )
         tokenizer.model_max_length = 1 << 40  # we cut the text ourselves
         builder = PromptBuilder(spec, tokenizer)
-        chosen = vllm_engine.choose(backend, weights_dir, "generate", what="")
+        chosen = vllm_engine.choose(backend, weights_dir, "generate", what="", cpu_ok=True)
         info: dict[str, Any] = {
             "spec": spec.to_dict(),
             "model_path": str(model_dir),

