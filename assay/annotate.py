@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +37,25 @@ class BatchRater(Protocol):
     name: str
 
     def __call__(self, batch: Batch) -> dict[str, Any]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class RatingEngine(Protocol):
+    """Where rater calls run when not in this process (``assay.ray_engine.RayEngine``).
+
+    It reads the sources from ``start`` and yields every record in input order with the
+    columns its raters (and token counter) added, or None for a bad record; annotate
+    keeps shards, quarantine, errors, resume and the manifest exactly as locally.
+    """
+
+    rater_seconds: dict[str, float]
+    expected: list[dict[str, Any]] | None
+    """The driver's rater descriptions (the manifest's); the engine refuses other models."""
+
+    def items(
+        self, sources: Sequence[Source], fields: Fields, start: Cursor
+    ) -> Generator[tuple[Item, dict[str, Any] | None], None, None]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -158,6 +177,7 @@ def annotate(
     overwrite: bool = False,
     hash_inputs: bool = True,
     on_progress: Callable[[Progress], None] | None = None,
+    engine: RatingEngine | None = None,
 ) -> dict[str, Any]:
     """Rate every document of ``inputs`` with ``raters``; write shards and a manifest.
 
@@ -169,6 +189,11 @@ def annotate(
         on_error: ``raise`` stops at the first bad record naming file and line;
             ``quarantine`` writes it to ``_quarantine/`` with the reason and goes on.
         count_tokens: texts -> token counts for the ``n_tokens`` column (target tokenizer).
+        engine: None rates in this process; a ``RayEngine`` runs reading and the rater
+            calls on Ray (its actors build their own raters and token counter; ``raters``
+            then only name them for the fingerprint and manifest). Rows, shards, resume
+            and the manifest are the same either way, so a run started on one engine
+            resumes on the other.
 
     Returns the manifest. Example::
 
@@ -178,6 +203,8 @@ def annotate(
         raise ConfigError(f"--shard-size must be > 0, got {shard_size}")
     if on_error not in ON_ERROR:
         raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+    if engine is not None and count_tokens is not None:
+        raise ConfigError("with a Ray engine the token counter runs in its actors; pass it there")
     names = [r.name for r in raters]
     if len(set(names)) != len(names):
         raise ConfigError(f"--rater names must be unique, got {names}")
@@ -206,20 +233,29 @@ def annotate(
     rater_seconds = dict.fromkeys(names, 0.0)
     as_json_columns: set[str] = set()
 
-    def flush(rows: list[dict[str, Any]], bad: list[Item], last: Item) -> None:
+    def flush(
+        rows: list[dict[str, Any]], rated: list[dict[str, Any]], bad: list[Item], last: Item
+    ) -> None:
         nonlocal reference
         index = len(done)
         batch = rows_to_batch(rows, fields) if rows else {fields.text: [], fields.id: []}
         t0 = time.perf_counter()
         tokens = 0
-        if count_tokens is not None:
-            counts = np.asarray(count_tokens(batch[fields.text]), dtype=np.int64)
-            batch["n_tokens"] = counts
-            tokens = int(counts.sum())
-        for rater in raters:
-            t = time.perf_counter()
-            batch = rater(batch) if rows else batch
-            rater_seconds[rater.name] += time.perf_counter() - t
+        if engine is not None:  # rated already, on Ray, row by row
+            from assay.ray_engine import unpack_columns
+
+            batch.update(unpack_columns(rated))
+            if "n_tokens" in batch:
+                tokens = int(np.asarray(batch["n_tokens"]).sum())
+        else:
+            if count_tokens is not None:
+                counts = np.asarray(count_tokens(batch[fields.text]), dtype=np.int64)
+                batch["n_tokens"] = counts
+                tokens = int(counts.sum())
+            for rater in raters:
+                t = time.perf_counter()
+                batch = rater(batch) if rows else batch
+                rater_seconds[rater.name] += time.perf_counter() - t
         t1 = time.perf_counter()
         table, as_json = _to_table(batch, reference)
         as_json_columns.update(as_json)
@@ -245,28 +281,45 @@ def annotate(
             on_progress(progress)
 
     rows: list[dict[str, Any]] = []
+    rated: list[dict[str, Any]] = []
     bad: list[Item] = []
     last: Item | None = None
+    stream: Generator[tuple[Item, dict[str, Any] | None], None, None]
+    if engine is None:
+        stream = ((item, None) for item in iter_items(sources, fields, cursor))
+    else:
+        engine.expected = [r.describe() for r in raters]
+        stream = engine.items(sources, fields, cursor)
     t_read = time.perf_counter()
-    for item in iter_items(sources, fields, cursor):
-        last = item
-        if item.record is None:
-            if on_error == "raise":
-                source = sources[item.source]
-                raise BadRecordError(
-                    str(source.path), item.unit, item.reason or "", unit=source.unit
-                )
-            bad.append(item)
-            continue
-        rows.append(item.record)
-        if len(rows) == shard_size:
-            timings["read"] += time.perf_counter() - t_read
-            flush(rows, bad, item)
-            rows, bad = [], []
-            t_read = time.perf_counter()
-    timings["read"] += time.perf_counter() - t_read
-    if (rows or bad) and last is not None:
-        flush(rows, bad, last)
+    try:
+        for item, columns in stream:
+            last = item
+            if item.record is None:
+                if on_error == "raise":
+                    source = sources[item.source]
+                    raise BadRecordError(
+                        str(source.path), item.unit, item.reason or "", unit=source.unit
+                    )
+                bad.append(item)
+                continue
+            rows.append(item.record)
+            if columns is not None:
+                rated.append(columns)
+            if len(rows) == shard_size:
+                timings["read"] += time.perf_counter() - t_read
+                flush(rows, rated, bad, item)
+                rows, rated, bad = [], [], []
+                t_read = time.perf_counter()
+        timings["read"] += time.perf_counter() - t_read
+        if (rows or bad) and last is not None:
+            flush(rows, rated, bad, last)
+    finally:
+        # Stop a Ray pipeline now (actors, read tasks) when we stop early on an error or
+        # interrupt, rather than when the traceback holding the generator is collected.
+        stream.close()
+    if engine is not None:
+        # On Ray "read" is the wait for rated rows; the actors report their own time.
+        rater_seconds.update({k: engine.rater_seconds.get(k, 0.0) for k in names})
 
     manifest = mf.new_manifest(
         "annotations",
@@ -279,6 +332,7 @@ def annotate(
             "shard_size": shard_size,
             "on_error": on_error,
         },
+        engine=engine.describe() if engine is not None else {"engine": "local"},
         seeds={},
         counts={
             "rows": progress.docs,

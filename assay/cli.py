@@ -54,33 +54,72 @@ def annotate(
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16"),
     backend: str = typer.Option(
-        "auto", help="Model engine: auto (vLLM on a GPU when installed) | hf | vllm"
+        "auto",
+        help="auto (vLLM if installed: decoders anywhere, encoders on GPU) | hf | vllm",
     ),
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUT and start over"),
+    engine: str = typer.Option("local", help="local (this process) | ray (Ray Data actors)"),
+    address: str | None = typer.Option(
+        None, help="Ray cluster: auto | ray://HOST:10001 (default: start a local Ray)"
+    ),
+    concurrency: int = typer.Option(1, help="Ray: rater actors (each loads the models once)"),
+    num_cpus: float = typer.Option(1.0, help="Ray: CPUs per rater actor"),
+    num_gpus: float = typer.Option(0.0, help="Ray: GPUs per rater actor (1 = one per GPU)"),
+    ray_batch_size: int = typer.Option(256, help="Ray: documents per actor call / read block"),
 ) -> None:
-    """Rate every document; resumable (rerun the same command after a crash)."""
+    """Rate every document; resumable (rerun the same command after a crash).
+
+    ``--engine ray`` runs reading and the raters on a Ray cluster (``--address auto``)
+    with the same shards, manifest and resume as the local engine.
+    """
     try:
         from assay.annotate import annotate as run
         from assay.progress import progress_printer
         from assay.records import Fields
         from raters.registry import build_rater
 
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"--engine must be local or ray, got {engine!r}")
+        if engine == "local" and address is not None:
+            raise ConfigError("--address needs --engine ray")
         options = _parse_options(option)
         names = [r.partition("=")[0] for r in rater]
         unknown = set(options) - {Path(n).name for n in names} - set(names)
         if unknown:
             raise ConfigError(f"-O names raters not given with --rater: {sorted(unknown)}")
-        raters = [
-            build_rater(
-                r, **{"device": device, "dtype": dtype, "backend": backend, **options.get(n, {})}
-            )
-            for r, n in zip(rater, names, strict=True)
+        rater_kwargs = [
+            {"device": device, "dtype": dtype, "backend": backend, **options.get(n, {})}
+            for n in names
         ]
-        counter = None
+        counter, ray_engine = None, None
         if tokenizer != "none":
             from raters.tokens import TokenCounter
 
             counter = TokenCounter(tokenizer)
+        if engine == "ray":
+            import functools
+
+            from assay.ray_engine import RayConfig, RayEngine
+
+            config = RayConfig(address, concurrency, num_cpus, num_gpus, ray_batch_size)
+            # GPU actors should not tokenise for n_tokens: give that a CPU actor stage.
+            config.token_actors = 1 if num_gpus > 0 and tokenizer != "none" else 0
+            config.validate()
+            # Actors build their own raters and tokenizer from these; models never travel.
+            ray_engine = RayEngine(
+                [
+                    functools.partial(build_rater, r, **kw)
+                    for r, kw in zip(rater, rater_kwargs, strict=True)
+                ],
+                token_counter_factory=None
+                if counter is None
+                else functools.partial(TokenCounter, tokenizer),
+                config=config,
+            )
+            # Described by a Ray task with an actor's resources: no model load here.
+            raters = ray_engine.describe_raters()
+        else:
+            raters = [build_rater(r, **kw) for r, kw in zip(rater, rater_kwargs, strict=True)]
         progress = progress_printer("annotate")
         try:
             manifest = run(
@@ -90,10 +129,11 @@ def annotate(
                 fields=Fields(text=text_field, id=id_field),
                 shard_size=shard_size,
                 on_error=on_error,
-                count_tokens=counter,
+                count_tokens=counter if ray_engine is None else None,
                 tokenizer_name=None if tokenizer == "none" else tokenizer,
                 overwrite=overwrite,
                 on_progress=progress,
+                engine=ray_engine,
             )
         finally:
             progress.close()  # type: ignore[attr-defined]

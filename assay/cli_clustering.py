@@ -32,13 +32,36 @@ def embed(
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16"),
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUT and start over"),
+    engine: str = typer.Option("local", help="local (this process) | ray (Ray Data actors)"),
+    address: str | None = typer.Option(
+        None, help="Ray cluster: auto | ray://HOST:10001 (default: start a local Ray)"
+    ),
+    concurrency: int = typer.Option(1, help="Ray: embedding actors (one shard per call)"),
+    num_cpus: float = typer.Option(1.0, help="Ray: CPUs per actor"),
+    num_gpus: float = typer.Option(0.0, help="Ray: GPUs per actor (1 = one per GPU)"),
 ) -> None:
-    """Embed every document (float16, one shard per annotation shard); resumable."""
+    """Embed every document (float16, one shard per annotation shard); resumable.
+
+    ``--engine ray`` embeds shards on a Ray cluster (``--address auto``); same output.
+    """
     try:
+        import functools
+
+        from assay.errors import ConfigError
         from assay.progress import progress_printer
+        from assay.ray_engine import RayConfig
         from clustering.embed import Embedder, embed_corpus
 
-        embedder = Embedder(
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"--engine must be local or ray, got {engine!r}")
+        ray = None
+        if engine == "ray":
+            ray = RayConfig(address, concurrency, num_cpus, num_gpus)
+            ray.validate()
+        elif address is not None:
+            raise ConfigError("--address needs --engine ray")
+        make_embedder = functools.partial(
+            Embedder,
             model,
             device=device,
             dtype=dtype,
@@ -46,6 +69,7 @@ def embed(
             max_tokens=max_tokens,
             max_chars=max_chars,
         )
+        embedder = make_embedder()
         progress = progress_printer("embed")
         try:
             manifest = embed_corpus(
@@ -55,6 +79,8 @@ def embed(
                 text_field=text_field,
                 overwrite=overwrite,
                 on_progress=progress,
+                ray=ray,
+                make_embedder=make_embedder,
             )
         finally:
             progress.close()  # type: ignore[attr-defined]

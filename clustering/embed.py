@@ -20,11 +20,12 @@ bf16 weights on request (AMX / GPU). ``benchmarks/embed_throughput.py`` measures
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import numpy as np
 from assay import manifest as mf
 from assay.annotate import Progress
 from assay.errors import AssayError, ConfigError, ManifestMismatchError
+from assay.ray_engine import RayConfig
 from clustering.aligned import (
     annotation_shards,
     committed_npy,
@@ -164,6 +166,19 @@ class Embedder:
         }
 
 
+def _describe(make_embedder: Callable[[], Embedder]) -> dict[str, Any]:
+    return make_embedder().describe()
+
+
+def _ray_desc(config: RayConfig) -> dict[str, Any]:
+    return {
+        "address": config.address or "local",
+        "concurrency": config.concurrency,
+        "num_cpus": config.num_cpus,
+        "num_gpus": config.num_gpus,
+    }
+
+
 def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
     """Make ``out`` ready; True if it already holds this exact, finished run."""
     run_file, manifest_file = out / RUN_FILE, out / mf.MANIFEST
@@ -193,6 +208,85 @@ def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> boo
     return False
 
 
+class ShardEmbedder:
+    """One annotation shard file -> (float16 vectors, tokens, model description); what a
+    Ray actor runs for ``assay embed --engine ray``. Built from a factory on the actor,
+    so the model loads there (on its GPU) and never travels."""
+
+    def __init__(self, make_embedder: Callable[[], Embedder], text_field: str) -> None:
+        self.embedder = make_embedder().load()
+        self.model = {k: v for k, v in self.embedder.describe().items() if k != "path"}
+        self.text_field = text_field
+
+    def __call__(self, path: str) -> tuple[np.ndarray, int, dict[str, Any]]:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        columns = [self.text_field] + (["n_tokens"] if "n_tokens" in names else [])
+        table = pq.read_table(path, columns=columns)
+        tokens = int(pc.sum(table.column("n_tokens")).as_py() or 0) if len(columns) > 1 else 0
+        vectors = self.embedder.encode(table.column(self.text_field).to_pylist())
+        return vectors.astype(np.float16), tokens, self.model
+
+
+def _embed_on_ray(
+    ray: RayConfig,
+    worker: Callable[[], ShardEmbedder],
+    annotated: Path,
+    out: Path,
+    shards: list[Any],
+    start: int,
+    expected: dict[str, Any],
+    progress: Progress,
+    seconds: dict[str, float],
+    on_progress: Callable[[Progress], None] | None,
+) -> None:
+    """Shards ``start..`` embedded by Ray actors, committed here in order."""
+    from assay.ray_files import map_files
+
+    paths = [str(annotated / s.name) for s in shards[start:]]
+    results = map_files(ray, worker, paths)
+    try:
+        _commit_in_order(results, out, shards, start, expected, progress, seconds, on_progress)
+    finally:
+        results.close()  # stop the actors now if we stop early (error, interrupt)
+
+
+def _commit_in_order(
+    results: Iterator[tuple[np.ndarray, int, dict[str, Any]]],
+    out: Path,
+    shards: list[Any],
+    start: int,
+    expected: dict[str, Any],
+    progress: Progress,
+    seconds: dict[str, float],
+    on_progress: Callable[[Progress], None] | None,
+) -> None:
+    t_wait = time.perf_counter()
+    for index, (vectors, tokens, actor_model) in enumerate(results, start=start):
+        if actor_model != expected:
+            changed = ", ".join(mf.diff_keys(expected, actor_model))
+            raise ConfigError(
+                f"the Ray actors loaded another model than this machine (differs in: {changed})",
+                hint="pass --device/--dtype explicitly so every node loads the same model",
+            )
+        if vectors.shape[0] != shards[index].rows:
+            raise AssayError(
+                f"{shards[index].name}: {vectors.shape[0]} vectors for {shards[index].rows} rows"
+            )
+        t1 = time.perf_counter()
+        save_npy_atomic(out / npy_name(index), vectors)
+        seconds["encode"] += t1 - t_wait  # waiting on the actors: they read and encode
+        seconds["write"] += time.perf_counter() - t1
+        t_wait = time.perf_counter()
+        progress.tokens += tokens
+        progress.docs += vectors.shape[0]
+        progress.bytes_done = progress.docs
+        if on_progress:
+            on_progress(progress)
+
+
 def embed_corpus(
     annotated: str | os.PathLike,
     out: str | os.PathLike,
@@ -201,8 +295,15 @@ def embed_corpus(
     text_field: str = "text",
     overwrite: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    ray: RayConfig | None = None,
+    make_embedder: Callable[[], Embedder] | None = None,
 ) -> dict[str, Any]:
     """Embed every document of an annotated folder; one float16 ``.npy`` per shard.
+
+    With ``ray`` (and ``make_embedder``, a picklable factory of the same embedder, e.g.
+    ``functools.partial(Embedder, "all-minilm-l6-v2")``), shards are embedded by a pool
+    of Ray actors, one shard per call; the driver still commits them in order, so the
+    output and resume are those of a local run.
 
     Returns the manifest. Example::
 
@@ -217,7 +318,15 @@ def embed_corpus(
     annotated, out = Path(annotated), Path(out)
     ann_manifest = mf.read_manifest(annotated, kind="annotations")
     shards = annotation_shards(annotated)
-    model = embedder.describe()
+    if ray is not None and make_embedder is None:
+        raise ConfigError("embedding on Ray needs make_embedder (a factory of the Embedder)")
+    if ray is None:
+        model = embedder.describe()
+    else:  # as the actors load it (their GPU, bf16 under auto); no model load here
+        from assay.ray_engine import run_like_an_actor
+
+        assert make_embedder is not None
+        model = run_like_an_actor(ray, functools.partial(_describe, make_embedder))
     fingerprint = {
         "annotations": str(annotated.resolve()),
         "shards": shards_record(shards),
@@ -240,7 +349,23 @@ def embed_corpus(
     resumed_from = len(done)
     seconds = {"read": 0.0, "encode": 0.0, "write": 0.0}
     has_tokens = "n_tokens" in pq.read_schema(annotated / shards[0].name).names if shards else False
-    for index in range(len(done), len(shards)):
+    if ray is not None:
+        assert make_embedder is not None
+        worker = functools.partial(ShardEmbedder, make_embedder, text_field)
+        _embed_on_ray(
+            ray,
+            worker,
+            annotated,
+            out,
+            shards,
+            len(done),
+            fingerprint["model"],
+            progress,
+            seconds,
+            on_progress,
+        )
+    local = range(len(done), len(shards)) if ray is None else range(0)
+    for index in local:
         t0 = time.perf_counter()
         columns = [text_field, "n_tokens"] if has_tokens else [text_field]
         table = pq.read_table(annotated / shards[index].name, columns=columns)
@@ -268,6 +393,7 @@ def embed_corpus(
         },
         models=[model],
         config={"text_field": text_field, "batch_size": embedder.batch_size},
+        engine={"engine": "local"} if ray is None else {"engine": "ray", **_ray_desc(ray)},
         counts={"rows": sum(s.rows for s in shards), "shards": len(shards), "dim": model["dim"]},
         shards=[{**s, "file": npy_name(i)} for i, s in enumerate(shards_record(shards))],
         storage={"format": "npy", "dtype": "float16", "layout": "[rows, dim], row-aligned"},
