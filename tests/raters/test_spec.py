@@ -12,7 +12,12 @@ from assay.errors import ConfigError
 from raters.spec import RaterSpec, class_values, criterion_labels, domain_labels
 
 REPO = Path(__file__).resolve().parents[2]
-PRESETS = sorted((REPO / "configs" / "raters").glob("*.json"))
+# Encoder presets (decoder presets are covered by tests/raters/test_decoder.py).
+PRESETS = [
+    p
+    for p in sorted((REPO / "configs" / "raters").glob("*.json"))
+    if json.loads(p.read_text()).get("kind", "encoder") == "encoder"
+]
 
 SPEC = {
     "name": "edu-minilm",
