@@ -35,7 +35,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
