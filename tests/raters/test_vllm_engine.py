@@ -22,12 +22,12 @@ pytestmark = [
 ]
 
 TOL = 1e-4  # float32, CPU: measured max |hf - vllm| is ~3e-5 on these models
-MAX_TOKENS = 400
+MAX_TOKENS = 384  # SmolLM2: a ~290-token prompt + some text
 
 
 @pytest.fixture(scope="module")
 def texts(demo_sample):
-    return [r["text"] for r in demo_sample[1::12][:5]]
+    return [r["text"] for r in demo_sample[1::12][:3]]
 
 
 def _assert_same(a, b, *, tol=TOL):
