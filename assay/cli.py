@@ -220,6 +220,10 @@ def _register_feature_commands() -> None:
     app.command("learn-weights")(cli_select.learn_weights)
     app.add_typer(cli_select.influence_app, name="influence")
     app.command("export")(cli_select.export)
+    from assay import cli_pipeline
+
+    app.command("pipeline")(cli_pipeline.pipeline)
+    app.add_typer(cli_pipeline.bench_app, name="bench")
 
 
 _register_feature_commands()

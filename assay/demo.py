@@ -1,18 +1,19 @@
 """``make demo``: the main job end to end on the bundled demo corpus.
 
-For now: annotate with the heuristic and perplexity raters, then print a per-domain
-summary and where the results are. Later steps (cluster, mix, select, export) join here.
+It runs the demo recipe (``configs/pipelines/demo.yaml``) through :mod:`assay.pipeline`:
+split a held-out encyclopedic target -> annotate -> embed -> cluster -> mixture search ->
+influence -> select 200k tokens -> export, then prints what was selected and where.
+The per-domain summary table below is the annotate step's report.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from assay.errors import AssayError, ManifestMismatchError
+from assay.errors import AssayError
 
 SUMMARY_COLUMNS = {
     "n_tokens": "tokens",
@@ -67,54 +68,20 @@ def print_summary(rows: list[dict], title: str) -> None:
     Console(width=120).print(table)  # a log file is not a terminal: do not squeeze columns
 
 
-def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 32) -> None:
-    from assay.annotate import annotate, read_annotations
-    from assay.progress import progress_printer
-    from raters.heuristics import HeuristicRater
-    from raters.perplexity import PerplexityRater
-    from raters.registry import build_rater
-    from raters.tokens import TokenCounter
+DEMO_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "pipelines" / "demo.yaml"
+
+
+def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 32, recipe: Path = DEMO_RECIPE) -> dict:
+    """Run the demo recipe (configs/pipelines/demo.yaml) on ``corpus`` into ``out``.
+
+    The steps print as they go: the per-domain table after annotating, the cluster
+    report's path, the mixture, the influence model, and at the end what was selected
+    per group and where every artifact is. A rerun reuses the steps already done.
+    """
+    from assay.pipeline import load_recipe, run_pipeline
 
     if not corpus.exists():
         raise AssayError(f"demo corpus {corpus} not found", hint="run make demo from the repo root")
-    dtype = "bfloat16" if cpu_has_bf16() else "auto"
-    raters = [
-        HeuristicRater(),
-        PerplexityRater(max_tokens=ppl_tokens, dtype=dtype),
-        build_rater("assay-mini-v1", dtype=dtype),  # the shipped default rater
-    ]
-    annotated = out / "annotated"
-    started = time.perf_counter()
-    progress = progress_printer("annotate demo")
-    try:
-        run = dict(
-            shard_size=500,
-            count_tokens=TokenCounter("smollm2-135m"),
-            tokenizer_name="smollm2-135m",
-            on_progress=progress,
-        )
-        try:
-            manifest = annotate([corpus], annotated, raters, **run)
-        except ManifestMismatchError:
-            # The demo owns out/demo: an older demo's annotations are replaced, not mixed.
-            print(f"{annotated} holds an older demo run with other raters; starting over")
-            manifest = annotate([corpus], annotated, raters, overwrite=True, **run)
-    finally:
-        progress.close()  # type: ignore[attr-defined]
-    table = read_annotations(annotated)
-    print_summary(
-        domain_summary(table),
-        f"Demo corpus: {manifest['counts']['rows']:,} documents, per-domain medians "
-        f"(perplexity: SmolLM2-135M on the first {ppl_tokens} tokens, {dtype})",
-    )
-    print(f"\nannotated corpus: {annotated.resolve()}  ({manifest['counts']['shards']} shards)")
-    print(f"manifest:         {(annotated / 'manifest.json').resolve()}\n")
-
-    from clustering.demo import cluster_demo
-
-    # MiniLM reads 128 tokens here (default 256): the demo must finish in minutes on 2 cores.
-    paths = cluster_demo(annotated, out, dtype=dtype, max_tokens=128)
-    print(f"\nembeddings:       {Path(paths['embeddings']).resolve()}")
-    print(f"clusters:         {Path(paths['clusters']).resolve()}")
-    print(f"cluster report:   {Path(paths['report_html']).resolve()}  (open in a browser)")
-    print(f"demo finished in {time.perf_counter() - started:,.0f} s")
+    config = load_recipe(recipe, corpus=[str(corpus)], out=str(out))
+    config.annotate.options.setdefault("perplexity", {})["max_tokens"] = ppl_tokens
+    return run_pipeline(config)

@@ -1,0 +1,373 @@
+"""The headline: does data chosen by assay train a better model for the same tokens?
+
+Fresh proxy LMs (same size, same seeds: common random numbers) are trained on equal token
+budgets chosen four ways from one pool, and scored on a target set that no arm saw:
+
+- (a) ``random``: documents drawn uniformly until the budget (a new draw per seed);
+- (b) ``proportional``: per-group quotas proportional to each group's tokens (the
+  pipeline's groups, ``cluster.topic``), random documents inside each group (stratified);
+- (c) ``quality``: the top ``assay-mini-v1.quality`` documents (the default rater, top-k);
+- (d) ``assay``: the full pipeline (``assay.pipeline``: annotate -> embed -> cluster ->
+  CLIMB mixture search -> MATES influence -> select -> export) with the target's *dev*
+  half; the proxies are scored on the *eval* half, which selection never reads.
+
+Each proxy reports target loss against tokens seen (``train_proxy(eval_every=...)``); the
+plot shows the mean curve per arm; the table gives final loss (mean ± std over seeds),
+a bigram model on the same documents (ENVIRONMENT.md: tiny proxies mostly measure token
+statistics, so a bigram beside each arm shows whether the proxy ranks arms differently),
+and the tokens arm (d) needs to reach arm (a)'s final loss (goal: <= 60%).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/selection_efficacy.py \\
+        --pool data/demo [--target VAL.jsonl | --target-where domain=encyclopedic] \\
+        [--budget-tokens 60000] [--seeds 3] [--preset micro|small] [--pool-docs N]
+
+also as ``assay bench efficacy --pool ... --target ...``. Baseline: arm (a), same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PRESETS = {  # proxy sizes (ENVIRONMENT.md: 0.13M x 31k ~5 s, 1M x 125k ~27 s per run)
+    "micro": {"hidden": 64, "layers": 2, "heads": 4, "seq_len": 256},
+    "small": {"hidden": 128, "layers": 4, "heads": 4, "seq_len": 256},
+}
+ARMS = ("random", "proportional", "quality", "assay")
+COLORS = {"random": "#7f7f7f", "proportional": "#1f77b4", "quality": "#ff7f0e", "assay": "#d62728"}
+
+
+def bigram_nats(train: np.ndarray, target: np.ndarray, vocab: int, mu: float = 50.0) -> float:
+    """Target cross-entropy (nats/token) of a Dirichlet-smoothed bigram with unigram prior
+    (the same baseline as benchmarks/mixture_search.py)."""
+    uni = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
+    uni /= uni.sum()
+    pairs = train[:-1].astype(np.int64) * vocab + train[1:]
+    codes, counts = np.unique(pairs, return_counts=True)
+    ctx = np.bincount(train[:-1], minlength=vocab).astype(np.float64)
+    q = target[:-1].astype(np.int64) * vocab + target[1:]
+    pos = np.minimum(np.searchsorted(codes, q), len(codes) - 1)
+    c_ab = np.where(codes[pos] == q, counts[pos], 0).astype(np.float64)
+    p = (c_ab + mu * uni[target[1:]]) / (ctx[target[:-1]] + mu)
+    return float(-np.log(p).mean())
+
+
+def tokens_to_reach(curve_x: np.ndarray, curve_y: np.ndarray, level: float) -> float | None:
+    """First tokens-seen where a loss curve gets to ``level`` (linear interpolation)."""
+    if curve_y[0] <= level:
+        return float(curve_x[0])
+    for i in range(1, len(curve_y)):
+        if curve_y[i] <= level:
+            x0, x1, y0, y1 = curve_x[i - 1], curve_x[i], curve_y[i - 1], curve_y[i]
+            return float(x0 + (x1 - x0) * (y0 - level) / (y0 - y1))
+    return None
+
+
+def write_curves_svg(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], ref: float,
+                     title: str) -> str:  # fmt: skip
+    """Mean target loss vs tokens seen, one line per arm; dashed: arm (a)'s final loss."""
+    W, H, P = 560, 360, 56
+    xs = np.concatenate([c[0] for c in curves.values()])
+    ys = np.concatenate([c[1] for c in curves.values()])
+    x0, x1 = 0.0, float(xs.max())
+    lo, hi = float(ys.min()), float(ys.max())
+    lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+
+    def sx(x: float) -> float:
+        return P + (W - 2 * P) * (x - x0) / max(x1 - x0, 1e-9)
+
+    def sy(y: float) -> float:
+        return H - P - (H - 2 * P) * (y - lo) / max(hi - lo, 1e-9)
+
+    parts = [
+        f'<rect x="{P}" y="{P}" width="{W - 2 * P}" height="{H - 2 * P}" fill="none" '
+        'stroke="#999"/>',
+        f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="13">{escape(title)}</text>',
+        f'<text x="{W / 2}" y="{H - 12}" text-anchor="middle" font-size="12">tokens seen</text>',
+        f'<text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 {H / 2})" '
+        'text-anchor="middle">target loss (nats/token)</text>',
+    ]
+    for i in range(5):
+        y = lo + (hi - lo) * i / 4
+        x = x0 + (x1 - x0) * i / 4
+        parts.append(f'<text x="{P - 4}" y="{sy(y) + 4:.1f}" font-size="10" '
+                     f'text-anchor="end">{y:.2f}</text>')  # fmt: skip
+        parts.append(f'<text x="{sx(x):.1f}" y="{H - P + 14}" font-size="10" '
+                     f'text-anchor="middle">{x / 1000:.0f}k</text>')  # fmt: skip
+    parts.append(
+        f'<line x1="{P}" x2="{W - P}" y1="{sy(ref):.1f}" y2="{sy(ref):.1f}" stroke="#7f7f7f" '
+        'stroke-dasharray="4 3"/>'
+    )
+    for k, (arm, (cx, cy)) in enumerate(curves.items()):
+        pts = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in zip(cx, cy, strict=True))
+        color = COLORS.get(arm, "#000")
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
+        parts.append(f'<text x="{W - P - 110}" y="{P + 16 + 15 * k}" font-size="11" '
+                     f'fill="{color}">{escape(arm)}</text>')  # fmt: skip
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+        f'font-family="sans-serif"><title>{escape(title)}</title>' + "".join(parts) + "</svg>\n"
+    )
+    path.write_text(svg)
+    return str(path)
+
+
+def _split(pool: list[str], target: str | None, where: str, pool_docs: int | None, seed: int,
+           work: Path) -> tuple[list[dict], list[dict], list[dict]]:  # fmt: skip
+    """Pool, dev (selection may read it) and eval (only the final losses read it)."""
+    from assay.corpus import read_documents
+    from assay.errors import ConfigError
+    from assay.records import doc_id
+
+    rng = np.random.default_rng(seed)
+    docs = list(read_documents(pool))
+    for d in docs:
+        d.setdefault("id", doc_id(d["text"]))
+    if target is not None:
+        tdocs = list(read_documents([target]))
+    else:
+        column, sep, value = where.partition("=")
+        if not sep:
+            raise ConfigError(f"--target-where must look like COLUMN=VALUE, got {where!r}")
+        match = [i for i, d in enumerate(docs) if str(d.get(column)) == value]
+        if len(match) < 300:
+            raise ConfigError(f"--target-where {where} matches {len(match)} docs; need >= 300")
+        tdocs = [docs[i] for i in rng.permutation(match)[:264]]
+    held = {str(d.get("id") or doc_id(d["text"])) for d in tdocs}
+    docs = [d for d in docs if str(d["id"]) not in held]
+    if pool_docs is not None and pool_docs < len(docs):
+        docs = [docs[i] for i in sorted(rng.permutation(len(docs))[:pool_docs].tolist())]
+    order = rng.permutation(len(tdocs))
+    n_dev = min(64, len(tdocs) // 4)
+    dev = [tdocs[i] for i in order[:n_dev]]
+    evals = [tdocs[i] for i in order[n_dev:]]
+    for name, rows in (("pool", docs), ("dev", dev), ("eval", evals)):
+        with open(work / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return docs, dev, evals
+
+
+def run_efficacy(
+    pool: list[str],
+    target: str | None = None,
+    *,
+    target_where: str = "domain=encyclopedic",
+    budget_tokens: int = 60_000,
+    seeds: int = 3,
+    out: str | os.PathLike = "out/bench/efficacy",
+    preset: str = "micro",
+    pool_docs: int | None = None,
+    raters: tuple[str, ...] = ("heuristics", "perplexity", "assay-mini-v1"),
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the four arms; write efficacy.json, efficacy.svg, table.md under ``out``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assay import manifest as mf
+    from assay.errors import ConfigError
+    from assay.pipeline import load_recipe, run_pipeline
+    from selector.bpe import encode_texts, load_tokenizer, train_bpe
+    from selector.gumbel import choose
+    from selector.proxy_data import join_docs
+    from selector.proxy_lm import ProxyConfig, train_proxy
+
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if seeds < 1 or budget_tokens <= 0:
+        raise ConfigError("--seeds must be >= 1 and --budget-tokens > 0")
+    t_start = time.perf_counter()
+    out = Path(out)
+    work = out / "data"
+    work.mkdir(parents=True, exist_ok=True)
+    pool_rows, dev, evals = _split(pool, target, target_where, pool_docs, 0, work)
+    say(f"pool {len(pool_rows):,} docs; target dev {len(dev)} / eval {len(evals)} docs")
+
+    # (d) the whole pipeline, with the dev half as its target
+    proxy_fields = {**PRESETS["micro"], "tokens": 30_000}
+    recipe = {
+        "corpus": [str(work / "pool.jsonl")],
+        "out": str(out / "pipeline"),
+        "split": {"skip": True, "target_path": str(work / "dev.jsonl")},
+        "annotate": {"raters": list(raters), "options": {"perplexity": {"max_tokens": 32}}},
+        "mix": {"proxies": 12, "rounds": "2:1:1", "proxy": proxy_fields},
+        "influence": {"probes": 96, "reference_docs": 32, "proxy": proxy_fields},
+        "select": {"budget_tokens": budget_tokens},
+        "export": {"formats": ["jsonl"], "mixture_formats": ["megatron"]},
+    }
+    (out / "recipe.yaml").write_text(json.dumps(recipe, indent=2))  # JSON is YAML
+    t0 = time.perf_counter()
+    state = run_pipeline(load_recipe(out / "recipe.yaml"), say=say)
+    t_pipeline = time.perf_counter() - t0
+
+    # every arm reads the pipeline's annotated pool (row order = pool.jsonl order)
+    ann = out / "pipeline" / "annotated"
+    am = mf.read_manifest(ann, kind="annotations")
+    cols = ["id", "text", "n_tokens", "assay-mini-v1.quality"]
+    table = pa.concat_tables([pq.read_table(ann / s, columns=cols) for s in am["shards"]])
+    ids = np.array(table["id"].to_pylist(), dtype=object)
+    texts = table["text"].to_pylist()
+    tokens = table["n_tokens"].to_numpy().astype(np.int64)
+    quality = table["assay-mini-v1.quality"].to_numpy(zero_copy_only=False).astype(np.float64)
+    cm = mf.read_manifest(out / "pipeline" / "clusters", kind="clusters")
+    topics = np.concatenate(
+        [pq.read_table(out / "pipeline" / "clusters" / s["name"], columns=["cluster.topic"])
+         .column(0).to_numpy(zero_copy_only=False) for s in cm["shards"]]
+    )  # fmt: skip
+    names, group = np.unique(topics.astype(str), return_inverse=True)
+    share = np.bincount(group, weights=tokens, minlength=len(names)) / tokens.sum()
+    one = np.zeros(len(ids), dtype=np.int64)
+    sel = mf.read_manifest(out / "pipeline" / "selected", kind="selection")
+    chosen: list[str] = []
+    for g in sel["groups"]:
+        for f in g["files"]:
+            chosen += pq.read_table(out / "pipeline" / "selected" / f, columns=["id"])[
+                "id"
+            ].to_pylist()
+    row_of = {str(i): k for k, i in enumerate(ids)}
+    assay_rows = np.array(sorted(row_of[str(i)] for i in chosen), dtype=np.int64)
+    target_ids = {str(d["id"]) for d in evals}
+    assert not target_ids & set(map(str, ids)), "an eval document leaked into the pool"
+
+    def rows_for(arm: str, seed: int) -> np.ndarray:
+        if arm == "random":
+            r = np.random.default_rng(1000 + seed).random(len(ids))
+            return np.sort(choose(r, tokens, one, np.ones(1), budget_tokens).rows)
+        if arm == "proportional":
+            r = np.random.default_rng(1000 + seed).random(len(ids))
+            return np.sort(choose(r, tokens, group, share, budget_tokens).rows)
+        if arm == "quality":
+            q = np.where(np.isnan(quality), np.nanmin(quality) - 1.0, quality)
+            return np.sort(choose(q, tokens, one, np.ones(1), budget_tokens).rows)
+        return assay_rows
+
+    # one BPE for every proxy (trained on the pool), so losses compare across arms
+    bpe = train_bpe(texts, out / "bpe", vocab_size=4096)
+    tok = load_tokenizer(bpe)
+    eos = int(tok.eos_token_id)
+    eval_texts = [d["text"] for d in evals]
+    eval_stream = join_docs(encode_texts(tok, eval_texts), eos)
+    cfg = {**PRESETS[preset], "tokens": budget_tokens, "batch_size": 8, "threads": 1}
+    steps = ProxyConfig(**cfg).steps
+    eval_every = max(1, steps // 8)
+    results: dict[str, Any] = {}
+    for arm in ARMS:
+        losses, curves, bigrams, bpe_tokens = [], [], [], []
+        for s in range(seeds):
+            rows = rows_for(arm, s)
+            train_texts = [texts[i] for i in rows]
+            if s == 0 or arm in ("random", "proportional"):
+                stream = join_docs(encode_texts(tok, train_texts), eos)
+                bigram = bigram_nats(stream, eval_stream, len(tok))
+            bigrams.append(bigram)
+            bpe_tokens.append(int(stream.size))
+            r = train_proxy(
+                train_texts, {"target": eval_texts}, ProxyConfig(**cfg, seed=s),
+                tokenizer_dir=bpe, eval_every=eval_every,
+            )  # fmt: skip
+            losses.append(r.metrics["target"]["loss"])
+            curves.append([(t, m["target"]) for t, m in r.curve])
+            say(f"{arm:12s} seed {s}: loss {losses[-1]:.4f}  bigram {bigram:.4f} "
+                f"({r.seconds:.1f} s, {r.epochs:.2f} epochs)")  # fmt: skip
+        x = np.array([t for t, _ in curves[0]], dtype=np.float64)
+        y = np.array([[v for _, v in c] for c in curves]).mean(axis=0)
+        results[arm] = {
+            "loss_mean": float(np.mean(losses)),
+            "loss_std": float(np.std(losses, ddof=1)) if seeds > 1 else 0.0,
+            "losses": losses,
+            "bigram_mean": float(np.mean(bigrams)),
+            "docs": len(rows_for(arm, 0)),
+            "tokens_selected": int(tokens[rows_for(arm, 0)].sum()),
+            "bpe_tokens_selected": int(np.mean(bpe_tokens)),
+            "curve_tokens": x.tolist(),
+            "curve_loss_mean": y.tolist(),
+        }
+    base = results["random"]
+    reach = tokens_to_reach(
+        np.array(results["assay"]["curve_tokens"]),
+        np.array(results["assay"]["curve_loss_mean"]),
+        base["loss_mean"],
+    )
+    final_tokens = results["random"]["curve_tokens"][-1]
+    ratio = None if reach is None else reach / final_tokens
+    plot = write_curves_svg(
+        out / "efficacy.svg",
+        {a: (np.array(r["curve_tokens"]), np.array(r["curve_loss_mean"]))
+         for a, r in results.items()},
+        base["loss_mean"],
+        f"target loss vs tokens ({preset} proxies, {seeds} seeds, {budget_tokens:,} tokens)",
+    )  # fmt: skip
+    lines = [
+        f"| arm | target loss (mean ± std, {seeds} seeds) | Δ vs random | Δ / random std "
+        "| bigram loss | docs | tokens selected (smollm2) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, r in results.items():
+        d = r["loss_mean"] - base["loss_mean"]
+        z = d / base["loss_std"] if base["loss_std"] > 0 else float("nan")
+        lines.append(
+            f"| {arm} | {r['loss_mean']:.4f} ± {r['loss_std']:.4f} | {d:+.4f} | {z:+.1f} | "
+            f"{r['bigram_mean']:.4f} | {r['docs']:,} | {r['tokens_selected']:,} |"
+        )
+    first = results["assay"]["curve_tokens"][0]
+    bound = "by its first evaluation, at most " if reach is not None and reach <= first else ""
+    reach_text = (
+        f"assay reaches random's final loss ({base['loss_mean']:.4f}) {bound}after "
+        f"{reach:,.0f} of {final_tokens:,.0f} tokens = {ratio:.0%} (goal <= 60%)"
+        if reach is not None
+        else f"assay does not reach random's final loss ({base['loss_mean']:.4f}) "
+        f"within {final_tokens:,.0f} tokens"
+    )
+    table_md = "\n".join(lines) + "\n\n" + reach_text
+    seconds = time.perf_counter() - t_start
+    report = {
+        "pool": pool, "target": target, "target_where": None if target else target_where,
+        "pool_docs": len(pool_rows), "dev_docs": len(dev), "eval_docs": len(evals),
+        "budget_tokens": budget_tokens, "seeds": seeds, "preset": preset,
+        "proxy": cfg, "eval_every_steps": eval_every, "arms": results,
+        "tokens_to_reach_random": reach, "ratio_to_random": ratio,
+        "pipeline": {k: v["summary"] for k, v in state["steps"].items()},
+        "seconds": {"pipeline": round(t_pipeline, 1), "total": round(seconds, 1)},
+    }  # fmt: skip
+    (out / "efficacy.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "table.md").write_text(table_md + "\n")
+    say(f"\n{table_md}\n(pipeline {t_pipeline:.0f} s, total {seconds:.0f} s)")
+    return {"table": table_md, "plot": plot, "json": str(out / "efficacy.json"), **report}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pool", nargs="+", default=[str(REPO / "data" / "demo")])
+    ap.add_argument("--target", default=None, help="target corpus (default: held-out slice)")
+    ap.add_argument("--target-where", default="domain=encyclopedic")
+    ap.add_argument("--budget-tokens", type=int, default=60_000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--preset", default="micro", choices=sorted(PRESETS))
+    ap.add_argument("--pool-docs", type=int, default=None, help="sample the pool (quick runs)")
+    ap.add_argument("--out", default=str(REPO / "out" / "bench" / "efficacy"))
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    run_efficacy(
+        args.pool, args.target, target_where=args.target_where, budget_tokens=args.budget_tokens,
+        seeds=args.seeds, out=args.out, preset=args.preset, pool_docs=args.pool_docs,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
