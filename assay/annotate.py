@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from assay import manifest as mf
 from assay.corpus import Cursor, Item, Source, expand_inputs, iter_items
-from assay.errors import AssayError, BadRecordError, ConfigError, ManifestMismatchError
+from assay.errors import AssayError, BadRecordError, ConfigError
 from assay.records import Batch, Fields, rows_to_batch
 from assay.shards import committed_shards, shard_meta, shard_name, write_shard
 
@@ -93,37 +92,6 @@ def _fingerprint(
         "on_error": on_error,
         "tokenizer": tokenizer,
     }
-
-
-def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
-    """Make ``out`` ready; True if it already holds this exact, finished run."""
-    run_file, manifest_file = out / RUN_FILE, out / mf.MANIFEST
-    ours = run_file.exists() or manifest_file.exists()
-    if overwrite and ours:
-        shutil.rmtree(out)  # only ever a folder an earlier run of ours wrote
-    if out.exists() and any(out.iterdir()):
-        previous = None
-        if run_file.exists():
-            previous = json.loads(run_file.read_text())
-        elif manifest_file.exists():
-            previous = json.loads(manifest_file.read_text()).get("run")
-        if previous is None:
-            raise ManifestMismatchError(
-                f"output folder {out} exists, is not empty and is not an assay annotation run",
-                hint="choose another -o (assay never deletes a folder it did not write)",
-            )
-        if previous != fingerprint:
-            changed = ", ".join(mf.diff_keys(previous, fingerprint))
-            raise ManifestMismatchError(
-                f"{out} holds a run of a different command or input (differs in: {changed})",
-                hint="rerun the original command to resume it, or pass --overwrite to restart",
-            )
-        if manifest_file.exists():
-            return True
-    out.mkdir(parents=True, exist_ok=True)
-    if not run_file.exists():
-        mf.write_json_atomic(run_file, fingerprint)
-    return False
 
 
 def _to_table(batch: Batch, reference: pa.Schema | None) -> tuple[pa.Table, list[str]]:
@@ -211,7 +179,13 @@ def annotate(
     out = Path(out)
     sources = expand_inputs(inputs)
     fingerprint = _fingerprint(sources, raters, fields, shard_size, on_error, tokenizer_name)
-    if _prepare_out(out, fingerprint, overwrite):
+    if mf.prepare_run_folder(
+        out,
+        fingerprint,
+        overwrite,
+        what="an assay annotation run",
+        holds="a run of a different command or input",
+    ):
         return mf.read_manifest(out, kind="annotations")
 
     done = committed_shards(out)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -101,3 +102,45 @@ def read_manifest(folder: str | os.PathLike, *, kind: str | None = None) -> dict
 def diff_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Top-level keys whose values differ between two dicts."""
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+RUN_FILE = "_run.json"
+
+
+def prepare_run_folder(
+    out: Path, fingerprint: dict[str, Any], overwrite: bool, *, what: str, holds: str
+) -> bool:
+    """Make ``out`` ready for a resumable run; True if it already holds this exact,
+    finished run (a manifest whose ``run`` matches).
+
+    ``_run.json`` records the command's fingerprint; a folder of another command or
+    input is refused (``--overwrite`` restarts), and a non-empty folder that is not one
+    of ours is never deleted. ``what`` names the run in messages ("an assay annotation
+    run"), ``holds`` what a mismatching folder holds ("a run of a different command").
+    """
+    run_file, manifest_file = out / RUN_FILE, out / MANIFEST
+    if overwrite and (run_file.exists() or manifest_file.exists()):
+        shutil.rmtree(out)  # only ever a folder an earlier run of ours wrote
+    if out.exists() and any(out.iterdir()):
+        previous = None
+        if run_file.exists():
+            previous = json.loads(run_file.read_text())
+        elif manifest_file.exists():
+            previous = json.loads(manifest_file.read_text()).get("run")
+        if previous is None:
+            raise ManifestMismatchError(
+                f"output folder {out} exists, is not empty and is not {what}",
+                hint="choose another -o (assay never deletes a folder it did not write)",
+            )
+        if previous != fingerprint:
+            changed = ", ".join(diff_keys(previous, fingerprint))
+            raise ManifestMismatchError(
+                f"{out} holds {holds} (differs in: {changed})",
+                hint="rerun the original command to resume it, or pass --overwrite to restart",
+            )
+        if manifest_file.exists():
+            return True
+    out.mkdir(parents=True, exist_ok=True)
+    if not run_file.exists():
+        write_json_atomic(run_file, fingerprint)
+    return False

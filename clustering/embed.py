@@ -21,9 +21,7 @@ bf16 weights on request (AMX / GPU). ``benchmarks/embed_throughput.py`` measures
 from __future__ import annotations
 
 import functools
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -179,35 +177,6 @@ def _ray_desc(config: RayConfig) -> dict[str, Any]:
     }
 
 
-def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
-    """Make ``out`` ready; True if it already holds this exact, finished run."""
-    run_file, manifest_file = out / RUN_FILE, out / mf.MANIFEST
-    if overwrite and (run_file.exists() or manifest_file.exists()):
-        shutil.rmtree(out)  # only ever a folder an earlier run of ours wrote
-    if out.exists() and any(out.iterdir()):
-        if run_file.exists():
-            previous = json.loads(run_file.read_text())
-        elif manifest_file.exists():
-            previous = json.loads(manifest_file.read_text()).get("run")
-        else:
-            raise ManifestMismatchError(
-                f"output folder {out} exists, is not empty and is not an assay embeddings run",
-                hint="choose another -o (assay never deletes a folder it did not write)",
-            )
-        if previous != fingerprint:
-            changed = ", ".join(mf.diff_keys(previous or {}, fingerprint))
-            raise ManifestMismatchError(
-                f"{out} holds embeddings of another model or input (differs in: {changed})",
-                hint="rerun the original command to resume it, or pass --overwrite to restart",
-            )
-        if manifest_file.exists():
-            return True
-    out.mkdir(parents=True, exist_ok=True)
-    if not run_file.exists():
-        mf.write_json_atomic(run_file, fingerprint)
-    return False
-
-
 class ShardEmbedder:
     """One annotation shard file -> (float16 vectors, tokens, model description); what a
     Ray actor runs for ``assay embed --engine ray``. Built from a factory on the actor,
@@ -334,7 +303,13 @@ def embed_corpus(
         "model": {k: v for k, v in model.items() if k != "path"},
         "text_field": text_field,
     }
-    if _prepare_out(out, fingerprint, overwrite):
+    if mf.prepare_run_folder(
+        out,
+        fingerprint,
+        overwrite,
+        what="an assay embeddings run",
+        holds="embeddings of another model or input",
+    ):
         return mf.read_manifest(out, kind="embeddings")
 
     done = committed_npy(out)

@@ -19,9 +19,7 @@ atomic); rerunning the same command skips what is done and gives the same rows.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -31,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from assay import manifest as mf
-from assay.errors import AssayError, ConfigError, ManifestMismatchError
+from assay.errors import AssayError, ConfigError
 
 KIND = "influence_probes"
 RUN_FILE = "_run.json"
@@ -260,7 +258,13 @@ def probe_corpus(
         "docs_sha1": _digest([str(d["id"]) for d in docs]),
         "reference_sha1": _digest(list(reference)),
     }
-    _prepare_out(out, fingerprint, overwrite)
+    mf.prepare_run_folder(
+        out,
+        fingerprint,
+        overwrite,
+        what="a probe run",
+        holds="probes of a different command or input",
+    )
     if (out / mf.MANIFEST).exists():
         return mf.read_manifest(out, kind=KIND)
     prober = Prober(model, reference, cfg)
@@ -331,31 +335,6 @@ def _digest(values: Sequence[str]) -> str:
         h.update(v.encode("utf-8", errors="replace"))
         h.update(b"\0")
     return h.hexdigest()
-
-
-def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
-    run_file, manifest_file = out / RUN_FILE, out / mf.MANIFEST
-    if overwrite and (run_file.exists() or manifest_file.exists()):
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()):
-        if run_file.exists():
-            previous = json.loads(run_file.read_text())
-        elif manifest_file.exists():
-            previous = json.loads(manifest_file.read_text()).get("run")
-        else:
-            raise ManifestMismatchError(
-                f"output folder {out} exists, is not empty and is not a probe run",
-                hint="choose another -o (assay never deletes a folder it did not write)",
-            )
-        if previous != fingerprint:
-            changed = ", ".join(mf.diff_keys(previous or {}, fingerprint))
-            raise ManifestMismatchError(
-                f"{out} holds probes of a different command or input (differs in: {changed})",
-                hint="rerun the original command to resume it, or pass --overwrite",
-            )
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    mf.write_json_atomic(run_file, fingerprint)
 
 
 __all__ = ["ProbeConfig", "Prober", "probe_corpus", "read_probes", "sample_documents"]
