@@ -56,7 +56,9 @@ class ServeSettings:
     port: int = 3000
     """TCP port."""
     workers: int = 1
-    """Worker processes; each loads every rater (memory grows with workers)."""
+    """Worker processes; each loads every rater (memory grows with workers). Workers
+    share the listening socket and take *connections*, not requests: a client that keeps
+    a pool of keep-alive connections may have all of them served by one worker."""
     threads: int = 1
     """Torch threads per worker (0: torch's default). One worker with all cores'
     threads usually beats several workers on a small CPU machine."""
