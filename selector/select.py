@@ -1,16 +1,23 @@
 """``assay select``: the best documents per group, under a token budget, as Parquet shards.
 
 1. read the score columns, the group column and token counts of an annotated folder (the
-   group may come from a clusters folder, row-aligned; pruned clusters are left out);
+   group may come from a clusters folder, row-aligned; pruned clusters are left out)
+   (:mod:`selector.select_read`);
 2. combine the score (``--score`` expression or ``--weights`` file), z-score it over the
-   scored documents so ``--temperature`` is in standard deviations;
+   scored documents so ``--temperature`` is in standard deviations
+   (:mod:`selector.select_targets`);
 3. per-group token quotas from ``--mixture`` (proportional to what each group holds when
    only ``--group-by`` is given; one group ``all`` otherwise), capped by ``--max-epochs``;
 4. within each group: Gumbel keys, best first, taken until the quota
    (:mod:`selector.gumbel`); upsampled only when the group is short and ``--max-epochs``
    allows it;
 5. write ``group=<name>/part-NNNNN.parquet`` (input columns + ``select.score``,
-   ``select.copy``), the realised ``mixture.json`` and ``manifest.json`` (every choice).
+   ``select.copy``) into a staged folder (:mod:`selector.select_write`), then the
+   realised ``mixture.json`` and ``manifest.json`` (every choice).
+
+This module holds the run's config and wires those steps together; the arithmetic is in
+:mod:`selector.gumbel` and :mod:`selector.select_targets`, the file I/O in
+:mod:`selector.select_read` and :mod:`selector.select_write`.
 
 Documents whose score is NaN are never chosen; they are counted in the manifest.
 """
@@ -18,9 +25,7 @@ Documents whose score is NaN are never chosen; they are counted in the manifest.
 from __future__ import annotations
 
 import os
-import shutil
 import time
-import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +33,12 @@ from typing import Any
 import numpy as np
 
 from assay import manifest as mf
-from assay.errors import AssayError, ConfigError, ManifestMismatchError
-from selector.gumbel import Choice, choose, group_index
+from assay.errors import AssayError, ConfigError
+from selector.gumbel import Choice, choose
 from selector.mixture import Group, Mixture
-
-KIND = "selection"
+from selector.select_read import cluster_columns, read_columns, shard_offsets, token_counts
+from selector.select_targets import standardise, target_weights
+from selector.select_write import KIND, commit_out, group_dir, prepare_out, write_groups
 
 
 @dataclass(frozen=True)
@@ -86,180 +92,6 @@ def _scorer(cfg: SelectConfig) -> Any:
     return parse_score(cfg.score) if cfg.score is not None else ScoreWeights.read(cfg.weights)
 
 
-def _read_columns(annotated: Path, shards: list[str], names: list[str]) -> dict[str, np.ndarray]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(annotated / shards[0])
-    missing = [c for c in names if c not in schema.names]
-    if missing:
-        raise ConfigError(
-            f"{annotated} has no column(s) {missing}",
-            hint="columns here: " + ", ".join(schema.names),
-        )
-    table = pa.concat_tables([pq.read_table(annotated / s, columns=names) for s in shards])
-    out = {}
-    for c in names:
-        col = table.column(c)
-        t = col.type
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-            out[c] = col.to_numpy(zero_copy_only=False).astype(np.float64)
-        else:
-            out[c] = np.asarray(col.to_pylist(), dtype=object)
-    return out
-
-
-def _cluster_columns(annotated: Path, clusters: Path) -> dict[str, np.ndarray]:
-    """``cluster``, ``cluster.topic`` and ``cluster.pruned``, after checking alignment."""
-    import pyarrow.parquet as pq
-
-    from clustering.aligned import annotation_shards, check_aligned
-
-    manifest = mf.read_manifest(clusters, kind="clusters")
-    shards = annotation_shards(annotated)
-    check_aligned(shards, manifest["shards"], what="clusters", folder=clusters)
-    names = ["cluster", "cluster.topic", "cluster.pruned"]
-    parts = [pq.read_table(clusters / s.name, columns=names) for s in shards]
-    return {c: np.concatenate([p.column(c).to_numpy() for p in parts]) for c in names}
-
-
-def _tokens(annotated: Path, manifest: dict, shards: list[str], cfg: SelectConfig) -> tuple:
-    """Token counts under the target tokenizer, and where they came from."""
-    import pyarrow.parquet as pq
-
-    if manifest.get("tokenizer") == cfg.tokenizer:
-        counts = _read_columns(annotated, shards, ["n_tokens"])["n_tokens"]
-        return counts.astype(np.int64), f"n_tokens column ({cfg.tokenizer})"
-    from raters.tokens import TokenCounter
-
-    counter = TokenCounter(cfg.tokenizer)
-    text = manifest.get("config", {}).get("text_field", "text")
-    parts = [
-        counter(pq.read_table(annotated / s, columns=[text]).column(text).to_pylist())
-        for s in shards
-    ]
-    return np.concatenate(parts).astype(np.int64), f"counted ({cfg.tokenizer})"
-
-
-def _target_weights(
-    cfg: SelectConfig, values: np.ndarray | None, tokens: np.ndarray, ok: np.ndarray
-) -> tuple[list[str], np.ndarray, np.ndarray, Mixture | None]:
-    """Group names, target weights, each row's group number (-1: not selectable)."""
-    if values is None:
-        return ["all"], np.ones(1), np.where(ok, 0, -1), None
-    names, in_ok = group_index(values[ok])  # groups with no selectable row are left out
-    idx = np.full(len(values), -1, dtype=np.int64)
-    idx[ok] = in_ok
-    if cfg.mixture is None:  # proportional to what each group holds
-        held = np.bincount(idx[ok], weights=tokens[ok], minlength=len(names))
-        return names, held / held.sum(), idx, None
-    mixture = Mixture.read(cfg.mixture)
-    known = {n: i for i, n in enumerate(names)}
-    extra = [g.name for g in mixture.groups if g.name not in known]
-    names = names + extra  # groups the mixture wants but the corpus lacks: 0 available
-    weights = np.zeros(len(names))
-    for g in mixture.groups:
-        weights[known.get(g.name, names.index(g.name))] = g.weight
-    return names, weights, idx, mixture
-
-
-STAGING_MARK = ".assay-staging"
-
-
-def prepare_out(out: Path, overwrite: bool, kind: str = KIND) -> Path:
-    """Check ``out`` and return a fresh staging folder beside it: the artifact is written
-    there and renamed into place by :func:`commit_out`, so a killed run leaves no
-    half-written artifact in ``out``."""
-    if out.exists() and any(out.iterdir()):
-        try:
-            ours = mf.read_manifest(out).get("kind") == kind
-        except AssayError:
-            ours = False
-        if not ours:
-            raise ManifestMismatchError(
-                f"output folder {out} exists, is not empty and is not a finished {kind}",
-                hint="choose another -o (assay never deletes a folder it did not write)",
-            )
-        if not overwrite:
-            raise ManifestMismatchError(
-                f"{out} already holds a {kind}", hint="pass --overwrite to replace it"
-            )
-    staging = out.parent / f".{out.name}.staging"
-    if staging.exists():
-        if not (staging / STAGING_MARK).exists():
-            raise ManifestMismatchError(f"{staging} exists and was not written by assay")
-        shutil.rmtree(staging)  # a killed earlier run of ours
-    staging.mkdir(parents=True)
-    (staging / STAGING_MARK).touch()
-    return staging
-
-
-def commit_out(staging: Path, out: Path) -> None:
-    """Move the finished artifact into place (replacing a checked earlier one)."""
-    (staging / STAGING_MARK).unlink()
-    if out.exists():
-        shutil.rmtree(out)  # empty, or an artifact of ours that prepare_out accepted
-    os.replace(staging, out)
-
-
-def group_dir(name: str) -> str:
-    """Folder of a group: ``group=<name>``, percent-quoted so any name is a safe path."""
-    return "group=" + urllib.parse.quote(name, safe="-_.")
-
-
-def _write_groups(
-    annotated: Path,
-    shards: list[str],
-    offsets: np.ndarray,
-    choice: Choice,
-    group: np.ndarray,
-    names: list[str],
-    score: np.ndarray,
-    extra: dict[str, np.ndarray],
-    out: Path,
-    shard_size: int,
-) -> dict[str, list[str]]:
-    """Selected rows, in corpus order, into ``group=<name>/part-NNNNN.parquet``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from assay.shards import write_shard
-
-    order = np.lexsort((choice.copies, choice.rows))
-    rows, copies = choice.rows[order], choice.copies[order]
-    buffers: dict[int, list[pa.Table]] = {}
-    written: dict[int, list[str]] = {}
-
-    def flush(g: int) -> None:
-        table = pa.concat_tables(buffers.pop(g), promote_options="permissive")
-        folder = out / group_dir(names[g])
-        folder.mkdir(exist_ok=True)
-        index = len(written.setdefault(g, []))
-        path = write_shard(folder, index, table, {"rows": table.num_rows, "group": names[g]})
-        written[g].append(f"{folder.name}/{path.name}")
-
-    for s, name in enumerate(shards):
-        lo, hi = np.searchsorted(rows, [offsets[s], offsets[s + 1]])
-        if lo == hi:
-            continue
-        table = pq.read_table(annotated / name)
-        local = rows[lo:hi] - offsets[s]
-        part = table.take(pa.array(local))
-        part = part.append_column("select.score", pa.array(score[rows[lo:hi]], pa.float64()))
-        part = part.append_column("select.copy", pa.array(copies[lo:hi], pa.int32()))
-        for c, values in extra.items():
-            if c not in part.column_names:
-                part = part.append_column(c, pa.array(values[rows[lo:hi]]))
-        g_of = group[rows[lo:hi]]
-        for g in np.unique(g_of):
-            buffers.setdefault(int(g), []).append(part.filter(pa.array(g_of == g)))
-            if sum(t.num_rows for t in buffers[int(g)]) >= shard_size:
-                flush(int(g))
-    for g in list(buffers):
-        flush(g)
-    return {names[g]: files for g, files in sorted(written.items())}
-
-
 def select(
     annotated: str | os.PathLike,
     out: str | os.PathLike,
@@ -281,7 +113,8 @@ def select(
     if not shards:
         raise AssayError(f"{annotated} has no shards")
     scorer = _scorer(cfg)
-    mixture_group_by = Mixture.read(cfg.mixture).group_by if cfg.mixture else None
+    mixture = Mixture.read(cfg.mixture) if cfg.mixture else None
+    mixture_group_by = mixture.group_by if mixture else None
     group_by = cfg.group_by or mixture_group_by
     if cfg.mixture and cfg.group_by and mixture_group_by and cfg.group_by != mixture_group_by:
         raise ConfigError(
@@ -289,18 +122,18 @@ def select(
         )
     extra: dict[str, np.ndarray] = {}
     if cfg.clusters:
-        extra = _cluster_columns(annotated, Path(cfg.clusters))
+        extra = cluster_columns(annotated, Path(cfg.clusters))
     elif group_by and group_by.startswith("cluster"):
         raise ConfigError(
             f"--group-by {group_by} lives in a clusters folder", hint="pass --clusters DIR"
         )
     score_cols = [c for c in scorer.columns if c not in extra]
     in_annotated = [group_by] if group_by and group_by not in extra else []
-    cols = _read_columns(annotated, shards, score_cols + in_annotated)
+    cols = read_columns(annotated, shards, score_cols + in_annotated)
     cols.update(extra)
-    offsets = np.r_[0, np.cumsum([mf_rows(annotated, s) for s in shards])].astype(np.int64)
+    offsets = shard_offsets(annotated, shards)
     n = int(offsets[-1])
-    tokens, token_source = _tokens(annotated, manifest, shards, cfg)
+    tokens, token_source = token_counts(annotated, manifest, shards, cfg.tokenizer)
     raw = scorer({c: cols[c] for c in scorer.columns})
     ok = ~np.isnan(raw)
     unscored = int((~ok).sum())
@@ -309,11 +142,13 @@ def select(
         drop = extra["cluster.pruned"].astype(bool)
         pruned = int((drop & ok).sum())
         ok &= ~drop
-    z = np.full(n, np.nan)
-    sd = float(np.std(raw[ok])) if ok.any() else 0.0
-    z[ok] = (raw[ok] - float(np.mean(raw[ok]))) / (sd if sd > 0 else 1.0)
+    z, mean, sd = standardise(raw, ok)
     values = cols[group_by] if group_by else None
-    names, weights, group, mixture = _target_weights(cfg, values, tokens, ok)
+    # The mixture's weights apply to its groups only when rows are grouped at all.
+    targets = None
+    if mixture is not None and values is not None:
+        targets = [(g.name, g.weight) for g in mixture.groups]
+    names, weights, group = target_weights(values, tokens, ok, targets)
     t_read = time.perf_counter() - t0
     choice = choose(
         z,
@@ -333,7 +168,7 @@ def select(
             hint="raise --budget-tokens or check the score columns for NaN",
         )
     final, out = out, prepare_out(out, overwrite)
-    files = _write_groups(
+    files = write_groups(
         annotated, shards, offsets, choice, group, names, raw, extra, out, cfg.shard_size
     )
     provenance = {
@@ -359,7 +194,7 @@ def select(
             "name": "select",
             "target_weights": dict(zip(names, weights.round(8).tolist(), strict=True)),
             "from_mixture": cfg.mixture,
-            "target_method": mixture.method if mixture else None,
+            "target_method": mixture.method if targets is not None else None,
         },
         provenance=provenance,
     )
@@ -391,7 +226,7 @@ def select(
             "expression": cfg.score,
             "weights": getattr(scorer, "weights", None),
             "columns": scorer.columns,
-            "standardised": {"mean": float(np.mean(raw[ok])) if ok.any() else None, "std": sd},
+            "standardised": {"mean": mean, "std": sd},
         },
         tokens={"source": token_source, "tokenizer": cfg.tokenizer},
         seeds={"gumbel": cfg.seed},
@@ -417,12 +252,6 @@ def select(
     mf.write_json_atomic(out / mf.MANIFEST, result)
     commit_out(out, final)
     return result
-
-
-def mf_rows(annotated: Path, shard: str) -> int:
-    import pyarrow.parquet as pq
-
-    return int(pq.read_metadata(annotated / shard).num_rows)
 
 
 def read_selection(folder: str | os.PathLike) -> tuple[dict[str, Any], Mixture]:

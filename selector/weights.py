@@ -227,7 +227,7 @@ def learn_weights_from_folder(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from selector.select import _read_columns
+    from selector.select_read import read_columns
 
     annotated = Path(annotated)
     manifest = mf.read_manifest(annotated, kind="annotations")
@@ -241,7 +241,7 @@ def learn_weights_from_folder(
     ]
     chosen = resolve_columns(columns, numeric)
     text = manifest.get("config", {}).get("text_field", "text")
-    cols = _read_columns(annotated, shards, [c for c, _ in chosen] + [text])
+    cols = read_columns(annotated, shards, [c for c, _ in chosen] + [text])
     texts = cols.pop(text).tolist()
     with tempfile.TemporaryDirectory(prefix="assay-bpe-") as tmp:
         tok = tokenizer_dir

@@ -108,7 +108,8 @@ def export_selection(
         export_selection("out/selected", "out/megatron", "megatron")
     """
     from selector.export import files
-    from selector.select import commit_out, prepare_out, read_selection
+    from selector.select import read_selection
+    from selector.select_write import commit_out, prepare_out
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
