@@ -13,7 +13,8 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from assay.errors import AssayError
-from assay.ray_engine import RayConfig, RayEngine, _as_assay_error, _configure
+from assay.ray_cluster import as_assay_error, configure_data, init_ray
+from assay.ray_config import RayConfig
 
 
 class FileActor:
@@ -40,10 +41,10 @@ def map_files(
     config.validate()
     if not paths:
         return
-    ray = RayEngine([], config=config)._init()
+    ray = init_ray(config)
     from ray.data import ActorPoolStrategy, DataContext
 
-    _configure(DataContext.get_current(), config)
+    configure_data(DataContext.get_current(), config)
     items = [{"index": i, "path": str(p)} for i, p in enumerate(paths)]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
@@ -64,4 +65,4 @@ def map_files(
     except AssayError:
         raise
     except Exception as e:
-        raise _as_assay_error(e) from e
+        raise as_assay_error(e) from e
