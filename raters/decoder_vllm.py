@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,16 +45,17 @@ class VllmDecoderEngine:
         from vllm.sampling_params import StructuredOutputsParams
 
         self.answer_ids = sorted(set(answer_ids))
-        self.llm = vllm_engine.engine(
-            model_dir,
-            runner="generate",
-            dtype=dtype,
-            max_model_len=max_model_len,
-            seed=seed,
-            lora_rank=lora_rank,
-            max_logprobs=max(20, len(self.answer_ids)),
-            trust_remote_code=trust_remote_code,
-        )
+        self._engine_args = {
+            "model": model_dir,
+            "runner": "generate",
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "seed": seed,
+            "lora_rank": lora_rank,
+            "max_logprobs": max(20, len(self.answer_ids)),
+            "trust_remote_code": trust_remote_code,
+        }
+        vllm_engine.engine(**self._engine_args)  # start now: a model vLLM cannot run fails here
         self.regex = regex
         self._structured = StructuredOutputsParams(regex=regex)
         self._sampling = vllm.SamplingParams
@@ -62,6 +64,14 @@ class VllmDecoderEngine:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest(Path(lora_dir).name or "rater", 1, str(lora_dir))
+
+    @property
+    def llm(self) -> Any:
+        """The cached engine, asked for on each use: after ``vllm_engine.release()``
+        this starts a new one rather than calling a shut-down engine."""
+        from raters import vllm_engine
+
+        return vllm_engine.engine(**self._engine_args)
 
     def slot_probs(
         self, prompts: Sequence[list[int]], slot_ids: Sequence[list[int]], separator_id: int

@@ -24,14 +24,23 @@ class VllmClassifier:
         from raters import vllm_engine
 
         vllm = vllm_engine.import_vllm()
-        self.llm = vllm_engine.engine(
-            model_dir,
-            runner="pooling",
-            dtype=dtype,
-            max_model_len=max_model_len,
-            trust_remote_code=trust_remote_code,
-        )
+        self._engine_args = {
+            "model": model_dir,
+            "runner": "pooling",
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "trust_remote_code": trust_remote_code,
+        }
+        vllm_engine.engine(**self._engine_args)  # start now: a model vLLM cannot run fails here
         self.params = vllm.PoolingParams(use_activation=False)
+
+    @property
+    def llm(self) -> Any:
+        """The cached engine, asked for on each use: after ``vllm_engine.release()``
+        this starts a new one rather than calling a shut-down engine."""
+        from raters import vllm_engine
+
+        return vllm_engine.engine(**self._engine_args)
 
     def __call__(self, input_ids: Any, attention_mask: Any) -> Any:
         import torch

@@ -11,12 +11,20 @@ On CPU the engine core runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unl
 user set it): no spawned engine process, so the CLI and pytest need no
 ``if __name__ == "__main__"`` guard, and nothing is left running after an error. The KV
 cache defaults to 1 GiB on CPU (``VLLM_CPU_KVCACHE_SPACE``), enough for rating.
+
+Engines live until :func:`release`, which shuts them down explicitly: an engine that
+is only dropped is freed when its last reference goes, and something else (a rater, a
+traceback) may still hold one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +120,9 @@ def engine(
     trust_remote_code: bool = False,
     **extra: Any,
 ) -> Any:
-    """A ``vllm.LLM``, cached per process: raters built twice share one engine."""
+    """A ``vllm.LLM``, cached per process: raters built twice share one engine. Callers
+    keep these arguments, not the engine, and ask again on each use, so that after
+    :func:`release` they get a fresh engine instead of a shut-down one."""
     key = (str(model), runner, dtype, max_model_len, seed, lora_rank, max_logprobs)
     if key in _ENGINES:
         return _ENGINES[key]
@@ -139,8 +149,54 @@ def engine(
             f"vLLM could not start on {model}: {type(e).__name__}: {e}",
             hint="try --backend hf; ASSAY_DEBUG=1 shows vLLM's traceback",
         ) from e
+    _drop_import_traceback()
     _ENGINES[key] = llm
     return llm
+
+
+def _drop_import_traceback() -> None:
+    """vllm/multimodal/media/audio.py keeps the ImportError of its optional torchcodec
+    import in a module global (``_torchcodec_import_exc``). The error's traceback holds,
+    through ``f_back``, every frame that was running when ``vllm.LLM`` was first
+    imported -- this function's and its callers' -- with their locals, so the first
+    engine of a process (and whatever its callers held) was never freed. Dropping the
+    traceback keeps the message, which is all vLLM reports from it."""
+    audio = sys.modules.get("vllm.multimodal.media.audio")
+    exc = getattr(audio, "_torchcodec_import_exc", None)
+    if exc is not None:
+        exc.__traceback__ = None
+
+
+def release() -> int:
+    """Shut down every cached engine and return its memory (weights, KV cache); returns
+    how many were shut down. Raters built before keep working: their next call starts a
+    new engine. Example: ``vllm_engine.release()`` after a batch run, before loading
+    another model.
+
+    All engines go together, never one: in-process (CPU) engines share vLLM's
+    process-wide parallel groups, and each engine's shutdown destroys them
+    (``EngineCore.shutdown`` -> ``cleanup_dist_env_and_memory`` -> ``destroy_model_parallel``
+    in vllm/distributed/parallel_state.py), after which a surviving engine fails with
+    "pipeline model parallel group is not initialized". A new engine sets them up again.
+    """
+    n = len(_ENGINES)
+    while _ENGINES:
+        _, llm = _ENGINES.popitem()
+        # InprocClient.shutdown (or the engine process's, with multiprocessing): the
+        # worker drops its model and KV cache, and gc.freeze() is undone.
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+    if n:
+        gc.collect()  # the engine objects form cycles; collect them now, not later
+        _trim_heap()
+    return n
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back to the OS: glibc keeps freed small blocks for reuse, and
+    after releasing two tiny-model engines on CPU this returned another 60-70 MB."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def dtype_name(torch_dtype: Any) -> str:

@@ -31,3 +31,24 @@ def tiny_dataman(tmp_path_factory):
     )
     Qwen2ForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_vllm_engines_after_module():
+    """vLLM engines are cached per process and hold their weights and a 1 GiB KV cache
+    until released: shut down whatever a module started, so that the next one (or
+    another package's tests in the same pytest run) does not carry them."""
+    yield
+    from raters import vllm_engine
+
+    vllm_engine.release()  # imports nothing when no engine was started
+
+
+@pytest.fixture
+def release_vllm_engines():
+    """For the last test that uses an engine: release it at teardown, so that a module
+    holds one engine at a time."""
+    yield
+    from raters import vllm_engine
+
+    vllm_engine.release()

