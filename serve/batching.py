@@ -12,6 +12,15 @@ arriving together are merged into one model call of at most ``max_batch_size`` t
 
 The model call runs in a worker thread, one batch at a time, so the event loop keeps
 answering health checks and refusing overload while the model works.
+
+When nothing is queued or running, a request skips the dispatcher and goes straight to
+the model. Why: the dispatcher holds a lone request back while its running mean of past
+queue waits says more may come, and after a burst that mean stays high for a while, so a
+client calling one request at a time was served ~1.5x slower with batching on than off
+(benchmarks/RESULTS.md, serve section, 1 client). Requests that arrive while it runs
+queue in the dispatcher as before and go together once it is done (one lock keeps model
+calls one at a time); the dispatcher's cost model then counts that wait in its batch
+durations, which only makes its overload estimate more cautious.
 """
 
 from __future__ import annotations
@@ -56,6 +65,8 @@ class Batcher:
         self.max_latency_ms = max_latency_ms
         self.on_batch = on_batch
         self._call: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._busy = 0  # jobs taken and not yet answered, dispatched or direct
 
     def _build(self) -> Any:
         # Built on first use, inside the running event loop (the dispatcher binds to it).
@@ -69,16 +80,26 @@ class Batcher:
             batch_dim=(0, 0),
         )
 
-        async def run(jobs: Sequence[list[Any]]) -> list[list[Any]]:
+        return dispatcher(self._run)
+
+    async def _run(self, jobs: Sequence[list[Any]]) -> list[list[Any]]:
+        assert self._lock is not None
+        async with self._lock:
             if self.on_batch is not None:
                 self.on_batch(sum(len(job) for job in jobs))
             return await asyncio.to_thread(self.fn, [list(job) for job in jobs])
-
-        return dispatcher(run)
 
     async def __call__(self, items: list[Any]) -> list[Any]:
         if not items:
             return []
         if self._call is None:
+            self._lock = asyncio.Lock()
             self._call = self._build()
-        return await self._call(items)
+        idle = self._busy == 0 and len(items) <= self.max_batch_size
+        self._busy += 1
+        try:
+            if idle:
+                return (await self._run([items]))[0]
+            return await self._call(items)
+        finally:
+            self._busy -= 1
