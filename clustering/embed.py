@@ -108,6 +108,10 @@ class Embedder:
 
         device = pick_device(self.device)
         model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        if not self.normalize and type(model[-1]).__name__ == "Normalize":
+            # all-MiniLM-L6-v2 ends in a Normalize module, which would make normalize=False
+            # unit vectors anyway; without it the vectors are the raw mean-pooled states.
+            del model[len(model) - 1]
         model.to(pick_dtype(self.dtype, device))
         model.eval()
         if self.max_tokens is not None:

@@ -351,6 +351,9 @@ def cluster_corpus(
     )
     t = lap("terms", t)
     map_vectors = _gather(arrays, offsets, map_rows)
+    if config.spherical:  # draw the geometry k-means used: directions, not lengths
+        norms = np.linalg.norm(map_vectors, axis=1, keepdims=True)
+        map_vectors = map_vectors / np.maximum(norms, 1e-12)
     report["map"] = rp.build_map(
         map_vectors,
         km.predict(map_vectors),

@@ -17,7 +17,9 @@ folder (``rater.json`` + ``heads.safetensors`` + the fine-tuned ``backbone/``), 
 adds the column ``influence.score`` like any other rater. ``method="full"`` fine-tunes
 the encoder with the head (MATES: lr 5e-5, weight decay 0.01, best epoch by held-out
 Spearman); ``method="head"`` keeps the encoder frozen and fits the head by ridge
-regression (seconds on CPU).
+regression (seconds on CPU), and can take the vectors instead of the texts
+(``fit(..., features=)``, :meth:`InfluenceModel.predict_features`): the pipeline passes
+its embed step's, so the pool is encoded once (:mod:`assay.pipeline_influence`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ METHODS = ("full", "head")
 CRITERION = "score"
 SCALE = (-50.0, 50.0)  # z-scores; the engine clips regression outputs to the scale
 INSTALL_HINT = "pip install 'assay[select]' (the influence model needs torch + transformers)"
+PARAMS = (
+    "backbone", "method", "max_tokens", "max_chunks", "epochs", "lr", "batch_size",
+    "weight_decay", "val_fraction", "seed", "threads", "name",
+)  # fmt: skip
 
 
 class InfluenceModel:
@@ -156,9 +162,19 @@ class InfluenceModel:
 
     # ---- the estimator ---------------------------------------------------------------
 
-    def fit(self, texts: Sequence[str], influence: Sequence[float]) -> InfluenceModel:
+    def fit(
+        self,
+        texts: Sequence[str],
+        influence: Sequence[float],
+        *,
+        features: np.ndarray | None = None,
+    ) -> InfluenceModel:
         """Fine-tune on (text, influence); influence is z-scored first (``mean_``,
-        ``std_``). A held-out ``val_fraction`` picks the best epoch (Spearman)."""
+        ``std_``). A held-out ``val_fraction`` picks the best epoch (Spearman).
+
+        ``features`` (``method="head"`` only): the documents' vectors as the head reads
+        them, already computed (``[len(texts), hidden]``, e.g. the pipeline's embed-step
+        vectors, see :meth:`predict_features`); the texts are then not encoded."""
         try:
             import torch
             from transformers import AutoModel, AutoTokenizer
@@ -175,6 +191,16 @@ class InfluenceModel:
         if len(texts) != len(y):
             raise ConfigError(f"{len(texts)} texts but {len(y)} influence values")
         texts, y = [t for t, k in zip(texts, keep, strict=True) if k], y[keep]
+        if features is not None:
+            if self.method != "head":
+                raise ConfigError(
+                    "features= needs method='head': 'full' fine-tunes the encoder, so its "
+                    "vectors are not precomputable"
+                )
+            features = np.asarray(features, dtype=np.float64)
+            if features.ndim != 2 or len(features) != len(keep):
+                raise ConfigError(f"features must be [{len(keep)}, hidden], got {features.shape}")
+            features = features[keep]
         if len(y) < 8:
             raise ConfigError(f"the influence model needs >= 8 probed documents, got {len(y)}")
         torch.set_num_threads(self.threads)
@@ -194,8 +220,11 @@ class InfluenceModel:
         module = heads_module(backbone, head, "mean")
         engine = self._engine(module, tokenizer)
         history: list[dict[str, float]] = []
+        if features is not None and features.shape[1] != backbone.config.hidden_size:
+            raise ConfigError(f"features must be {backbone.config.hidden_size}-d for {path}")
         if self.method == "head":
-            best = self._fit_ridge(engine, texts, z, train, val, history)
+            x = self._doc_embeddings(engine, texts) if features is None else features
+            best = self._fit_ridge(engine, x, z, train, val, history)
         else:
             best = self._fit_full(engine, texts, z, train, val, history)
         module.eval()
@@ -204,20 +233,20 @@ class InfluenceModel:
         self.history_ = history
         # Held-out Spearman of the final model (the split also chose its epoch / alpha,
         # as in MATES, so it is slightly optimistic).
-        pred = self.predict([texts[i] for i in val])
+        val_texts = [texts[i] for i in val]
+        pred = self.predict(val_texts) if features is None else self.predict_features(features[val])
         self.val_spearman_ = float(spearman(z[val], pred))
         self.selection_spearman_ = best
         self.n_train_, self.n_val_ = int(train.size), int(val.size)
         return self
 
-    def _fit_ridge(self, engine, texts, z, train, val, history) -> float:
+    def _fit_ridge(self, engine, x, z, train, val, history) -> float:
         import torch
 
         from raters.metrics import spearman
 
         for p in engine.model.backbone.parameters():
             p.requires_grad_(False)
-        x = self._doc_embeddings(engine, texts)
         mu = x[train].mean(axis=0)
         xc = x - mu
         best = (-2.0, None)
@@ -282,6 +311,24 @@ class InfluenceModel:
         if not hasattr(self, "engine_"):
             raise AssayError("InfluenceModel is not fitted: call fit() or load() first")
         return np.asarray(self.engine_.score(list(texts))[CRITERION], dtype=np.float64)
+
+    def predict_features(self, vectors: np.ndarray) -> np.ndarray:
+        """:meth:`predict` from the documents' vectors instead of their texts: the head
+        applied to ``[n, hidden]`` vectors, clipped to the scale as the engine clips.
+
+        For a ``head`` model with ``max_chunks=1`` the vectors are the frozen backbone's
+        raw (not unit-normalised) mean-pooled states of each document's first
+        ``max_tokens``-token window: what ``clustering.embed.Embedder(backbone,
+        max_tokens=max_tokens, normalize=False)`` stores. Then this equals
+        ``predict(texts)`` up to the vectors' precision, without encoding the texts."""
+        if not hasattr(self, "head_"):
+            raise AssayError("InfluenceModel is not fitted: call fit() or load() first")
+        x = np.asarray(vectors, dtype=np.float64)
+        weight = self.head_.weight.detach().double().cpu().numpy()
+        if x.ndim != 2 or x.shape[1] != weight.shape[1]:
+            raise ConfigError(f"vectors must be [n, {weight.shape[1]}], got {x.shape}")
+        bias = float(self.head_.bias.detach().double().cpu()[0])
+        return np.clip(x @ weight[0] + bias, *SCALE)
 
     # ---- persistence -----------------------------------------------------------------
 
@@ -367,23 +414,7 @@ class InfluenceModel:
         return model
 
     def get_params(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "backbone",
-                "method",
-                "max_tokens",
-                "max_chunks",
-                "epochs",
-                "lr",
-                "batch_size",
-                "weight_decay",
-                "val_fraction",
-                "seed",
-                "threads",
-                "name",
-            )
-        }
+        return {k: getattr(self, k) for k in PARAMS}
 
 
 __all__ = ["InfluenceModel"]

@@ -20,7 +20,7 @@ SLICE = {
     "seed": 0,
     "split": {"where": "domain=encyclopedic", "docs": 40, "pool_docs": 300},
     "annotate": {"raters": ["heuristics"], "shard_size": 100},
-    "embed": {"max_tokens": 64},
+    "embed": {"max_tokens": 64, "dtype": "float32"},  # float32: compared to the text path
     "cluster": {"k": 8, "prune": []},
     "mix": {
         "group_by": "cluster",
@@ -147,6 +147,106 @@ def test_slice_runs_every_step_and_links_artifacts(slice_run):
     assert "Selected" in text and "Artifacts:" in text and "pipeline.json" in text
     for i in range(1, 9):
         assert f"[{i}/8 " in text
+
+
+@pytest.mark.slow
+def test_influence_scores_the_pool_from_the_embed_vectors(slice_run):
+    """Head mode reads the embed step's vectors: no second MiniLM pass over the pool, and
+    the same scores (within float16 storage) as the saved model run on the texts."""
+    import numpy as np
+
+    from assay import manifest as mf
+    from assay.annotate import annotate, read_annotations
+    from clustering.aligned import annotation_shards, check_aligned
+    from raters.encoder import load_rater_dir
+
+    tmp, _, state, lines = slice_run
+    out = tmp / "out"
+    summary = state["steps"]["influence"]["summary"]
+    assert summary["features"] == "embeddings" and summary["features_why"] is None
+    assert any("from the embed step's vectors" in line for line in lines)
+    scored = mf.read_manifest(out / "influence" / "scored", kind="annotations")
+    assert scored["models"][0]["features"] == "embeddings"
+    # row-aligned with the annotations (and so with the clusters the select step joins)
+    clusters = mf.read_manifest(out / "clusters", kind="clusters")
+    check_aligned(
+        annotation_shards(out / "influence" / "scored"), clusters["shards"], what="c", folder=out
+    )
+    reused = read_annotations(out / "influence" / "scored")
+    assert "influence.n_tokens" not in reused.column_names  # no rater pass ran
+
+    # the text path: the saved model as a rater over the same pool texts
+    shards = mf.read_manifest(out / "annotated", kind="annotations")["shards"]
+    rater = load_rater_dir(out / "influence" / "model", device="cpu")
+    annotate([out / "annotated" / s for s in shards], tmp / "text-path", [rater])
+    text = read_annotations(tmp / "text-path")
+    assert text["id"].to_pylist() == reused["id"].to_pylist()
+    a = reused["influence.score"].to_numpy().astype(np.float64)
+    b = text["influence.score"].to_numpy().astype(np.float64)
+    assert np.abs(a - b).max() < 1e-2 * b.std(), (np.abs(a - b).max(), b.std())
+    assert np.corrcoef(a, b)[0, 1] > 0.9999
+
+
+@pytest.mark.slow
+def test_influence_embedding_checks_name_what_differs(slice_run):
+    from assay import manifest as mf
+    from assay.pipeline_influence import embedding_mismatches
+
+    out = slice_run[0] / "out"
+    model = mf.read_manifest(out / "embeddings", kind="embeddings")["models"][0]
+    kw = {"backbone": "all-minilm-l6-v2", "method": "head", "max_tokens": 64}
+    assert embedding_mismatches(model, **kw) == []
+    assert "max_tokens" in " ".join(embedding_mismatches(model, **{**kw, "max_tokens": 128}))
+    assert "'full'" in " ".join(embedding_mismatches(model, **{**kw, "method": "full"}))
+    unit = {**model, "normalize": True}
+    assert "normalize" in " ".join(embedding_mismatches(unit, **kw))
+    other = {**model, "weights_sha256": "0" * 64, "name": "e5"}
+    assert "'e5'" in " ".join(embedding_mismatches(other, **kw))
+
+
+def test_st_pooling_reads_the_sentence_transformers_modules(tmp_path):
+    from assay.pipeline_influence import st_pooling
+    from raters.hub import resolve_model
+
+    assert st_pooling(resolve_model("all-minilm-l6-v2")) == "mean"
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    (tmp_path / "1_Pooling").mkdir()
+    config = {"word_embedding_dimension": 384, "pooling_mode_cls_token": True,
+              "pooling_mode_mean_tokens": False, "include_prompt": True}  # fmt: skip
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    assert st_pooling(tmp_path) == "cls_token"
+    dense = {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    (tmp_path / "modules.json").write_text(json.dumps([*modules, dense]))
+    assert "Dense" in st_pooling(tmp_path)
+
+
+@pytest.mark.slow
+def test_influence_falls_back_to_the_texts_and_says_why(slice_run, tmp_path):
+    """influence.max_tokens differs from embed.max_tokens: the step encodes the texts."""
+    from assay import manifest as mf
+    from assay.pipeline import load_recipe, run_pipeline
+
+    tmp, path, _, _ = slice_run
+    shutil.copy(tmp / "out" / "pipeline.json", tmp_path / "pipeline.json")
+    data = yaml.safe_load(path.read_text())
+    data["out"] = str(tmp_path)
+    data["influence"]["max_tokens"] = 48
+    lines: list[str] = []
+    state = run_pipeline(load_recipe(_write(tmp_path, data)), only="influence", say=lines.append)
+    summary = state["steps"]["influence"]["summary"]
+    assert summary["features"] == "texts" and "influence.max_tokens 48" in summary["features_why"]
+    assert any("encoding the pool's texts again" in line for line in lines)
+    scored = mf.read_manifest(tmp_path / "influence" / "scored", kind="annotations")
+    assert scored["counts"]["rows"] == 300 and scored["models"][0]["class"] == "EncoderRater"
 
 
 @pytest.mark.slow

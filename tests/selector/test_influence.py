@@ -114,6 +114,18 @@ def test_influence_model_learns_demo_probes(tiny_lm, by_domain, demo_records, tm
     model.save(tmp_path / "im")
     loaded = InfluenceModel.load(tmp_path / "im")
     assert np.allclose(loaded.predict(texts[:6]), model.predict(texts[:6]), atol=1e-5)
+    # the head on the raw MiniLM vectors (what the pipeline's embed step stores) = on texts
+    from clustering.embed import Embedder
+
+    vectors = Embedder(dtype="float32", max_tokens=128, normalize=False).encode(texts)
+    assert np.allclose(loaded.predict_features(vectors[:6]), model.predict(texts[:6]), atol=1e-4)
+    # and fitted on those vectors instead of the texts, it is the same model
+    again = InfluenceModel(method="head", max_tokens=128, max_chunks=1, val_fraction=0.25)
+    again.fit(texts, y, features=vectors)
+    assert np.allclose(again.predict(texts[:6]), model.predict(texts[:6]), atol=1e-3)
+    assert again.val_spearman_ == pytest.approx(model.val_spearman_, abs=1e-6)
+    with pytest.raises(ConfigError, match="method='head'"):
+        InfluenceModel(method="full").fit(texts, y, features=vectors)
     # the saved folder is a rater like any other: annotate adds influence.score
     import gzip
     import json

@@ -1,0 +1,118 @@
+"""The output steps of ``assay pipeline``: ``select`` (token budget, the mixture's quotas),
+``export`` (the selection and the mixture in trainers' formats) and the final summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from assay import manifest as mf
+from assay.pipeline_context import FOLDERS, Context, require
+
+
+def step_select(ctx: Context) -> dict[str, Any]:
+    """``assay select`` over the influence-scored pool (or the annotations without it)."""
+    from selector.select import SelectConfig, select
+
+    cfg = ctx.recipe.select
+    annotated = ctx.artifact("influence") or require(ctx, "annotate", "select")
+    mix = ctx.artifact("mix")
+    clusters = ctx.artifact("cluster")
+    config = SelectConfig(
+        budget_tokens=cfg.budget_tokens,
+        score=cfg.score,
+        mixture=str(mix / "mixture.json") if mix else None,
+        clusters=str(clusters) if clusters else None,
+        temperature=cfg.temperature,
+        max_epochs=cfg.max_epochs,
+        seed=ctx.recipe.seed,
+        tokenizer=ctx.recipe.annotate.tokenizer,
+    )
+    out = ctx.out / FOLDERS["select"]
+    m = select(annotated, out, config, overwrite=True)
+    c = m["counts"]
+    ctx.say(
+        f"selected {c['docs_selected']:,} documents, {c['tokens_selected']:,} of "
+        f"{c['budget_tokens']:,} tokens"
+    )
+    return {"artifact": out, "summary": c}
+
+
+def step_export(ctx: Context) -> dict[str, Any]:
+    """The selection in each of ``export.formats``, the mixture in each trainer's syntax."""
+    from selector.export.run import export_selection
+    from selector.mix_export import export_mixture
+    from selector.mixture import Mixture
+
+    cfg = ctx.recipe.export
+    selected = require(ctx, "select", "export")
+    out = ctx.out / FOLDERS["export"]
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {}
+    for fmt in cfg.formats:
+        m = export_selection(selected, out / fmt, fmt, overwrite=True)
+        written[fmt] = {
+            "folder": str(out / fmt),
+            "manifest_sha256": mf.sha256_of(out / fmt / mf.MANIFEST),
+            "blend": {k: [str(out / fmt / f) for f in v] for k, v in m.get("blend", {}).items()},
+        }
+    mix = ctx.artifact("mix")
+    if mix is not None:
+        mixture = Mixture.read(mix / "mixture.json")
+        for fmt in cfg.mixture_formats:
+            folder = out / f"mixture-{fmt}"
+            m = export_mixture(mixture, fmt, folder, budget_tokens=ctx.recipe.select.budget_tokens)
+            written[f"mixture-{fmt}"] = {
+                "folder": str(folder),
+                "files": [str(folder / f) for f in m["files"]],
+            }
+    elif cfg.mixture_formats:
+        ctx.say("no mixture (mix step skipped): mixture files not written")
+    manifest = mf.new_manifest(
+        "pipeline-export",
+        inputs={
+            "selection": str(selected.resolve()),
+            "selection_manifest_sha256": mf.sha256_of(selected / mf.MANIFEST),
+        },
+        exports=written,
+    )
+    mf.write_json_atomic(out / mf.MANIFEST, manifest)
+    return {"artifact": out, "summary": {"exports": sorted(written)}}
+
+
+def print_final_summary(ctx: Context, state: dict[str, Any], say: Any) -> None:
+    """What was selected per group, and where each artifact is."""
+    selected = ctx.artifact("select")
+    if selected is not None:
+        m = mf.read_manifest(selected, kind="selection")
+        c = m["counts"]
+        say(
+            f"\nSelected {c['docs_selected']:,} documents / {c['tokens_selected']:,} tokens "
+            f"(budget {c['budget_tokens']:,}) by {m['score']['expression']!r}, "
+            f"groups = {m.get('group_by') or 'one group'}:"
+        )
+        say(f"  {'group':32s} {'target w':>9s} {'tokens':>9s} {'docs':>6s} {'epochs':>6s}")
+        for g in sorted(m["groups"], key=lambda g: -g["tokens_selected"]):
+            if not g["tokens_selected"] and not g["target_weight"]:
+                continue
+            ep = "-" if g["epochs"] is None else f"{g['epochs']:.2f}"
+            say(
+                f"  {str(g['name'])[:32]:32s} {g['target_weight']:9.3f} "
+                f"{g['tokens_selected']:9,d} {g['docs_selected']:6,d} {ep:>6s}"
+            )
+    say("\nArtifacts:")
+    for name, info in state["steps"].items():
+        say(f"  {name:10s} {Path(info['artifact']).resolve()}")
+    export = ctx.artifact("export")
+    if export is not None:
+        for key, info in mf.read_manifest(export)["exports"].items():
+            for trainer, files in info.get("blend", {}).items():
+                say(f"  {key} {trainer} blend: {', '.join(files)}")
+            if "files" in info:
+                say(f"  {key}: {', '.join(info['files'])}")
+    cluster = ctx.artifact("cluster")
+    if cluster is not None:
+        say(f"  cluster report: {(cluster / 'report.html').resolve()}  (open in a browser)")
+    say(f"  run record: {(ctx.out / 'pipeline.json').resolve()}")
+    if state.get("seconds") is not None:
+        say(f"pipeline finished in {state['seconds']:,.0f} s")
