@@ -60,12 +60,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, max_batch_size: int, threads: int, log: Path) -> None:
+    def __init__(
+        self, max_batch_size: int, args: argparse.Namespace, log: Path, workers: int = 1
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "assay", "serve", "--port", str(self.port)]
-        command += ["--max-batch-size", str(max_batch_size), "--threads", str(threads)]
+        command += ["--max-batch-size", str(max_batch_size), "--threads", str(args.threads)]
+        command += ["--dtype", args.dtype, "--workers", str(workers)]
         command += ["--embed-model", "none"]  # the shipped limits and timeouts
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True"}
         env.pop("ASSAY_API_KEY", None)
@@ -183,7 +186,9 @@ def compare(args: argparse.Namespace, texts: list[str], tmp: Path) -> tuple[list
     machine falls on both alike rather than on whichever ran later."""
     configs = {"batching": 64, "max_batch_size=1": 1}
     servers = {
-        name: ServerProcess(batch, args.threads, tmp / f"{batch}.log")
+        name: ServerProcess(
+            batch, args, tmp / f"{batch}.log", args.baseline_workers if batch == 1 else 1
+        )
         for name, batch in configs.items()
     }
     try:
@@ -217,7 +222,7 @@ def compare(args: argparse.Namespace, texts: list[str], tmp: Path) -> tuple[list
 
 
 def soak(args: argparse.Namespace, texts: list[str], tmp: Path) -> dict[str, Any]:
-    server = ServerProcess(64, args.threads, tmp / "soak.log")
+    server = ServerProcess(64, args, tmp / "soak.log")
     try:
         server.wait_ready()
         asyncio.run(closed_loop(server.url, texts, 8, args.warmup))
@@ -262,7 +267,7 @@ def soak(args: argparse.Namespace, texts: list[str], tmp: Path) -> dict[str, Any
         server.stop()
 
 
-def model_ceiling(texts: list[str], threads: int) -> dict[str, float]:
+def model_ceiling(texts: list[str], threads: int, dtype: str) -> dict[str, float]:
     """What batching can give at most here: the default raters called in-process on the
     same texts, one text per call vs 64 per call (no HTTP, no queue)."""
     import torch
@@ -270,7 +275,7 @@ def model_ceiling(texts: list[str], threads: int) -> dict[str, float]:
     from raters.registry import build_rater
 
     torch.set_num_threads(threads)
-    raters = [build_rater("assay-mini-v1", device="cpu"), build_rater("heuristics")]
+    raters = [build_rater("assay-mini-v1", device="cpu", dtype=dtype), build_rater("heuristics")]
     sample = texts[:128]
     for rater in raters:
         rater.score(sample[:4])
@@ -302,6 +307,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--soak-seconds", type=float, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
+    parser.add_argument(
+        "--dtype", default="auto", help="the server's --dtype (auto = float32 on CPU)"
+    )
+    parser.add_argument(
+        "--baseline-workers",
+        type=int,
+        default=1,
+        help="worker processes of the max_batch_size=1 server (the batching one has 1)",
+    )
     parser.add_argument("--docs", type=int, default=2000, help="distinct demo docs cycled")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -309,7 +323,7 @@ def main() -> None:
     texts = load_texts(args.docs, seed=0)
     chars = np.array([len(t) for t in texts])
     print(f"{len(texts)} demo docs, median {np.median(chars):.0f} chars", flush=True)
-    ceiling = model_ceiling(texts, args.threads)
+    ceiling = model_ceiling(texts, args.threads, args.dtype)
     with tempfile.TemporaryDirectory() as tmp:
         on, off = compare(args, texts, Path(tmp))
         soaked = soak(args, texts, Path(tmp)) if args.soak_seconds > 0 else None
@@ -331,6 +345,7 @@ def main() -> None:
             json.dumps(
                 {
                     "date": dt.date.today().isoformat(),
+                    "args": {k: str(v) for k, v in vars(args).items()},
                     "batching": on,
                     "no_batching": off,
                     "soak": soaked,
