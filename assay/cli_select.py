@@ -194,6 +194,9 @@ def influence_probe(
     max_tokens: int = typer.Option(256, help="Tokens of each document stepped on"),
     ref_tokens: int = typer.Option(256, help="Tokens per reference document"),
     shard_size: int = typer.Option(64, help="Probes per committed shard (resume unit)"),
+    probe_batch: int = typer.Option(
+        8, "--probe-batch", help="Documents probed at once (torch.func); 1 = one at a time"
+    ),
     threads: int = typer.Option(1, help="CPU threads"),
     device: str = typer.Option("cpu", help="cpu | cuda[:N] | auto"),
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUT"),
@@ -208,6 +211,7 @@ def influence_probe(
             max_tokens=max_tokens,
             ref_tokens=ref_tokens,
             shard_size=shard_size,
+            batch=probe_batch,
             threads=threads,
             device=device,
         )

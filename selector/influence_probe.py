@@ -13,12 +13,19 @@ default, plain SGD at ``--lr``, whose step changes the reference loss by about
 ``-lr * <grad(doc), grad(reference)>`` (the first-order influence). A fresh AdamW's first
 step is ``lr * sign(grad)`` whatever the gradient's size, so it is not the default.
 
+Batched: ``probe_many`` probes ``batch`` documents at once with ``torch.func``
+(``selector.influence_probe_batched``), for SGD and Adam/AdamW (fresh or checkpoint state)
+alike, equal to the one-at-a-time ``probe`` (the reference) to float32 rounding.
+``batch=1`` runs the sequential path, for a model ``torch.func`` cannot transform; a model
+too large for two copies of its weights within ``BATCH_PARAMS`` is probed sequentially.
+
 Resumable: probes are committed in shards of ``shard_size`` (``part-NNNNN.parquet``,
 atomic); rerunning the same command skips what is done and gives the same rows.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +41,9 @@ from assay.errors import AssayError, ConfigError
 KIND = "influence_probes"
 RUN_FILE = "_run.json"
 OPTIMIZERS = ("auto", "sgd", "adamw")
+# B copies of the weights and of the gradients are held at once: ~256 MiB in float32. Tiny
+# proxies batch fully; a 100M model (per-call overhead negligible) runs sequentially.
+BATCH_PARAMS = 1 << 26
 INSTALL_HINT = "pip install 'assay[select]' (probing needs torch and transformers)"
 
 
@@ -55,6 +65,10 @@ class ProbeConfig:
     """Reference documents per forward pass."""
     shard_size: int = 64
     """Probes per committed shard (unit of resume)."""
+    batch: int = 8
+    """Documents probed at once with ``torch.func`` (``--probe-batch``); 1 = the sequential
+    path. Capped at ``BATCH_PARAMS // parameters``: B copies of the weights and gradients
+    are held at once."""
     threads: int = 1
     """CPU threads (torch.set_num_threads)."""
     device: str = "cpu"
@@ -72,6 +86,7 @@ class ProbeConfig:
             ("ref-tokens", self.ref_tokens),
             ("ref-batch", self.ref_batch),
             ("shard-size", self.shard_size),
+            ("probe-batch", self.batch),
             ("threads", self.threads),
         ):
             if v < 1:
@@ -110,7 +125,9 @@ class Prober:
         for m in self.model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = 0.0
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
         self.start = [p.detach().clone() for p in self.params]
         opt_file = self.model_dir / "optimizer.pt"
         self.opt_state = None
@@ -119,6 +136,8 @@ class Prober:
             self.opt_state = torch.load(opt_file, map_location=self.device, weights_only=True)
             kind = "adamw"
         self.optimizer_kind = "sgd" if kind == "auto" else kind
+        self._adam: tuple[list[Any], list[bool]] | None = None  # plan + used, on first need
+        self.batch = min(cfg.batch, BATCH_PARAMS // sum(p.numel() for p in self.params))
         self.ref_batches = self._reference_batches(reference)
         self.loss_before = self.reference_loss()
 
@@ -173,7 +192,10 @@ class Prober:
             return torch.optim.SGD(self.params, lr=self.cfg.lr)
         opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=0.0)
         if self.opt_state is not None:
-            opt.load_state_dict(self.opt_state)
+            # load_state_dict keeps the given tensors (same dtype and device), and step()
+            # updates them in place: without the copy every probe would start from the
+            # state the previous probes left, not from the checkpoint's
+            opt.load_state_dict(copy.deepcopy(self.opt_state))
             for group in opt.param_groups:
                 group["lr"] = self.cfg.lr
         return opt
@@ -198,6 +220,39 @@ class Prober:
                 p.copy_(p0)
         return after - self.loss_before, float(out.loss.detach())
 
+    def probe_many(self, texts: Sequence[str]) -> list[tuple[float, float]]:
+        """``probe`` of every text, ``self.batch`` at a time (``cfg.batch`` capped by model
+        size; similar lengths together, to pad little); ``probe``'s values to float32
+        rounding."""
+        if self.batch < 2:
+            return [self.probe(t) for t in texts]
+        ids = self._encode(texts, self.cfg.max_tokens)
+        out = [(float("nan"), float("nan"))] * len(ids)
+        order = sorted((i for i, x in enumerate(ids) if len(x) >= 2), key=lambda i: len(ids[i]))
+        for s in range(0, len(order), self.batch):
+            chunk = order[s : s + self.batch]
+            for i, r in zip(chunk, self._probe_batch([ids[i] for i in chunk]), strict=True):
+                out[i] = r
+        return out
+
+    def _probe_batch(self, docs: list[list[int]]) -> list[tuple[float, float]]:
+        from selector import influence_probe_batched as fb
+
+        adam = None
+        if self.optimizer_kind != "sgd":
+            if self._adam is None:  # what the sequential path's optimizer would start from
+                plan = fb.adam_plan(self._optimizer(), self.params)
+                self._adam = (plan, fb.used_parameters(self.model, self.params, docs[0]))
+            adam = self._adam
+        stepped, doc_loss = fb.one_step_weights(
+            self.model, self.names, self.start, docs, lr=self.cfg.lr, adam=adam
+        )
+        after = fb.losses_after(
+            self.model, self.names, self.params, self.start, stepped, self.ref_batches,
+            self.reference_loss,
+        )  # fmt: skip
+        return [(a - self.loss_before, float(d)) for a, d in zip(after, doc_loss, strict=True)]
+
     def describe(self) -> dict[str, Any]:
         from raters.hub import weights_sha256
 
@@ -206,6 +261,7 @@ class Prober:
             "weights_sha256": weights_sha256(self.model_dir),
             "optimizer": self.optimizer_kind,
             "optimizer_state": self.opt_state is not None,
+            "batch": max(self.batch, 1),
             "reference_loss_before": self.loss_before,
         }
 
@@ -254,7 +310,8 @@ def probe_corpus(
     t0 = time.perf_counter()
     fingerprint = {
         "model": str(Path(model)),
-        "config": asdict(cfg),
+        # batch changes how, not what: a run may resume with another batch size
+        "config": {k: v for k, v in asdict(cfg).items() if k != "batch"},
         "docs_sha1": _digest([str(d["id"]) for d in docs]),
         "reference_sha1": _digest(list(reference)),
     }
@@ -272,7 +329,7 @@ def probe_corpus(
     start = len(done) * cfg.shard_size
     for s in range(start, len(docs), cfg.shard_size):
         chunk = docs[s : s + cfg.shard_size]
-        results = [prober.probe(d["text"]) for d in chunk]
+        results = prober.probe_many([d["text"] for d in chunk])
         table = pa.table(
             {
                 "id": [str(d["id"]) for d in chunk],
