@@ -60,7 +60,9 @@ def efficacy(
         None, help="Target validation corpus (default: a held-out slice, --target-where)"
     ),
     target_where: str = typer.Option(
-        "domain=encyclopedic", help="Without --target: hold out pool docs with COLUMN=VALUE"
+        "domain=encyclopedic",
+        help="Without --target: hold out pool docs with COLUMN=VALUE, or 'random' (a uniform "
+        "slice of the whole pool)",
     ),
     budget_tokens: int = typer.Option(60_000, help="Training tokens of every arm (proxy BPE)"),
     seeds: int = typer.Option(3, help="Proxy seeds per arm (>= 3 for a spread)"),
