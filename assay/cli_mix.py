@@ -45,6 +45,9 @@ def search(
     explore: float = typer.Option(0.25, help="Share of later CLIMB rounds spent at random"),
     seed: int = typer.Option(0, help="Seed of sampling, predictor and proxies"),
     verify: int = typer.Option(1, help="Proxies trained on the found mixture at the end"),
+    guard: bool = typer.Option(
+        True, help="Also rerun the best measured mixture at the verify seeds; keep the lower"
+    ),
     proxy_hidden: int = typer.Option(64, help="Proxy width"),
     proxy_layers: int = typer.Option(2, help="Proxy layers"),
     proxy_heads: int = typer.Option(4, help="Proxy attention heads"),
@@ -84,7 +87,7 @@ def search(
             prior_temperature=prior_temperature, max_epochs=max_epochs,
             budget_tokens=budget_tokens, min_weight=min_weight, predictor=predictor,
             n_candidates=candidates, top_k=top_k, explore=explore, objective=objective,
-            seed=seed, verify=verify, text_field=text_field, id_field=id_field,
+            seed=seed, verify=verify, guard=guard, text_field=text_field, id_field=id_field,
         )  # fmt: skip
         proxy = ProxyConfig(
             hidden=proxy_hidden, layers=proxy_layers, heads=proxy_heads, seq_len=proxy_seq_len,
@@ -111,6 +114,12 @@ def search(
         f"predicted {m['objective']['metric']} {m['predicted_objective']:.4f}; "
         f"verified {m['verified_objective']}"
     )
+    if m.get("guard"):
+        g = m["guard"]
+        typer.echo(
+            f"guard: best measured mixture rerun {g['best_measured_rerun']:.4f} vs predicted "
+            f"optimum {g['predicted_optimum']:.4f}: kept the {g['chosen'].replace('_', ' ')}"
+        )
     typer.echo(f"wrote {out} (runs, plot: {out.parent / (out.stem + '.search')})")
 
 

@@ -53,7 +53,7 @@ def step_mix(ctx: Context) -> dict[str, Any]:
     search = SearchConfig(
         group_by=cfg.group_by, method=cfg.method, proxies=cfg.proxies, rounds=cfg.rounds,
         max_epochs=cfg.max_epochs, predictor=cfg.predictor, n_candidates=cfg.candidates,
-        top_k=cfg.top_k, seed=ctx.recipe.seed, verify=cfg.verify,
+        top_k=cfg.top_k, seed=ctx.recipe.seed, verify=cfg.verify, guard=cfg.guard,
         budget_tokens=ctx.recipe.select.budget_tokens,
     )  # fmt: skip
     args = (source, [target_file(ctx)], out / "mixture.json", search, proxy_config(cfg.proxy, ctx))
@@ -69,8 +69,22 @@ def step_mix(ctx: Context) -> dict[str, Any]:
     top = sorted(mixture.groups, key=lambda g: -g.weight)[:5]
     ctx.say(
         f"{m['proxy_runs']} proxy runs; predicted target loss {m['predicted_objective']:.4f}, "
-        f"verified {m['verified_objective']}; top groups: "
+        f"verified {m['verified_objective']}{_guard_note(m)}; top groups: "
         + ", ".join(f"{g.name} {g.weight:.2f}" for g in top)
     )
-    summary = {"proxy_runs": m["proxy_runs"], "verified": m["verified_objective"]}
+    summary = {
+        "proxy_runs": m["proxy_runs"],
+        "verified": m["verified_objective"],
+        "kept": (m.get("guard") or {}).get("chosen", "predicted_optimum"),
+    }
     return {"artifact": out, "manifest": out / "mixture.json", "summary": summary}
+
+
+def _guard_note(method: dict[str, Any]) -> str:
+    guard = method.get("guard")
+    if not guard:
+        return ""
+    return (
+        f"; best measured mixture rerun {guard['best_measured_rerun']:.4f}, "
+        f"kept the {guard['chosen'].replace('_', ' ')}"
+    )

@@ -104,6 +104,9 @@ class MixStep:
     predictor: str = "lightgbm"
     max_epochs: float = 15.0
     verify: int = 1
+    guard: bool = True
+    """Keep the best measured mixture instead when it beats the predicted optimum at the
+    verification seeds (``selector.search.SearchConfig.guard``)."""
     proxy: dict[str, Any] = field(default_factory=lambda: {"tokens": 30_000})
     """``selector.proxy_lm.ProxyConfig`` fields (hidden, layers, tokens, seq_len, ...)."""
 

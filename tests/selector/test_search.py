@@ -98,8 +98,26 @@ def test_climb_search_builtin_proxies(corpus, tmp_path):
 
     work = tmp_path / "mixture.search"
     rows = _runs(work / "runs.csv")
-    assert len(rows) == 14 + 1  # every proxy + the verification run
-    assert [r["round"] for r in rows[-4:]] == ["1", "2", "2", "final"]
+    assert len(rows) == 14 + 2  # every proxy, the verification run, the guard's rerun
+    assert [r["round"] for r in rows[-5:]] == ["1", "2", "2", "final", "guard"]
+    # the guard retrains the best searched mixture at the verification seed and keeps
+    # whichever of the two measured lower
+    searched = [r for r in rows if r["round"] not in ("final", "guard")]
+    best = min(searched, key=lambda r: float(r["objective"]))
+    final, guard = rows[-2], rows[-1]
+    assert [guard[f"w:{d}"] for d in DOMAINS] == [best[f"w:{d}"] for d in DOMAINS]
+    assert guard["seed"] == final["seed"]
+    g = m["guard"]
+    assert g["predicted_optimum"] == pytest.approx(float(final["objective"]))
+    assert g["best_measured_rerun"] == pytest.approx(float(guard["objective"]))
+    kept = guard if g["chosen"] == "best_measured" else final
+    assert g["chosen"] == (
+        "best_measured"
+        if float(guard["objective"]) < float(final["objective"])
+        else "predicted_optimum"
+    )
+    for d in DOMAINS:
+        assert again.weights.get(d, 0.0) == pytest.approx(float(kept[f"w:{d}"]), abs=1e-5)
     for r in rows:
         w = [float(r[f"w:{d}"]) for d in DOMAINS]
         assert sum(w) == pytest.approx(1.0, abs=1e-4)
@@ -121,7 +139,7 @@ def test_climb_search_builtin_proxies(corpus, tmp_path):
         runs_csv=str(work / "runs.csv"),
         say=lambda m: None,
     )
-    assert off.method["proxy_runs"] == 15
+    assert off.method["proxy_runs"] == 16  # every measured row of runs.csv
     offline_rows = _runs(tmp_path / "offline.search" / "runs.csv")
     assert {r["source"] for r in offline_rows} == {"offline"}
 
@@ -151,14 +169,14 @@ def test_regmix_search_with_a_proxy_command(corpus, tmp_path):
     run0 = tmp_path / "m.search" / "runs" / "run-0000"
     sent = json.loads((run0 / "mixture.json").read_text())
     assert sent["kind"] == "mixture" and sent["method"]["tokens"] == MICRO["tokens"]
-    assert len(_runs(tmp_path / "m.search" / "runs.csv")) == 13
+    assert len(_runs(tmp_path / "m.search" / "runs.csv")) == 14  # 12 + verify + guard
 
     # --resume after a crash: finished runs are replayed, not retrained; same answer
     (tmp_path / "m.search" / "runs" / "run-0003").rename(tmp_path / "kept")
     again = run_search(pool, [str(val)], tmp_path / "m.json", cfg, ProxyConfig(**MICRO),
                        proxy_cmd=cmd, resume=True, say=lambda m: None)  # fmt: skip
     rows = _runs(tmp_path / "m.search" / "runs.csv")
-    assert {r["source"] for r in rows} == {"cached"} and len(rows) == 13
+    assert {r["source"] for r in rows} == {"cached"} and len(rows) == 14
     assert not (tmp_path / "m.search" / "runs" / "run-0003").exists()  # not run again
     assert again.weights == pytest.approx(mix.weights)
     with pytest.raises(AssayError, match="other settings"):
