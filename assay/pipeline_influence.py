@@ -137,13 +137,6 @@ def reusable_embeddings(ctx: Context, annotated: Path, backbone: str) -> tuple[P
     return (None, "; ".join(problems)) if problems else (embeddings, "")
 
 
-def _gather(arrays: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Rows (global positions) of a list of row-aligned shard arrays, in the order given."""
-    offsets = np.r_[0, np.cumsum([len(a) for a in arrays])]
-    shard = np.searchsorted(offsets, rows, side="right") - 1
-    return np.stack([arrays[s][r - offsets[s]] for s, r in zip(shard, rows, strict=True)])
-
-
 def score_from_embeddings(
     model: Any, annotated: Path, embeddings: Path, out: Path, model_dir: Path
 ) -> dict[str, Any]:
@@ -263,12 +256,12 @@ def step_influence(ctx: Context) -> dict[str, Any]:
     embeddings, why = reusable_embeddings(ctx, annotated, model.backbone)
     features = None
     if embeddings is not None:  # the probed documents are pool rows: their vectors are stored
-        from clustering.aligned import load_embeddings
+        from clustering.aligned import gather_rows, load_embeddings
 
         row_of = {str(r["id"]): i for i, r in enumerate(rows)}
         probed = [row_of[str(d)] for d, k in zip(table["id"].to_pylist(), ok, strict=True) if k]
         if all(rows[i]["text"] == t for i, t in zip(probed, texts, strict=True)):
-            features = _gather(load_embeddings(embeddings)[1], np.asarray(probed, dtype=np.int64))
+            features = gather_rows(load_embeddings(embeddings)[1], np.asarray(probed))
         else:  # an id shared by two different texts: a row cannot be told from its id
             embeddings, why = None, "pool ids are not unique: probes do not map to rows"
     model.fit(texts, values[ok], features=features)

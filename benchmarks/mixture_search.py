@@ -39,20 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def bigram_nats(train: np.ndarray, target: np.ndarray, vocab: int, mu: float = 50.0) -> float:
-    """Target cross-entropy (nats/token) of a Dirichlet-smoothed bigram with unigram prior."""
-    uni = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
-    uni /= uni.sum()
-    pairs = train[:-1].astype(np.int64) * vocab + train[1:]
-    codes, counts = np.unique(pairs, return_counts=True)
-    ctx = np.bincount(train[:-1], minlength=vocab).astype(np.float64)
-    q = target[:-1].astype(np.int64) * vocab + target[1:]
-    pos = np.searchsorted(codes, q)
-    pos = np.minimum(pos, len(codes) - 1)
-    c_ab = np.where(codes[pos] == q, counts[pos], 0).astype(np.float64)
-    p = (c_ab + mu * uni[target[1:]]) / (ctx[target[:-1]] + mu)
-    return float(-np.log(p).mean())
+from selector.bigram import bigram_nats  # noqa: E402 - the repo is on the path now
 
 
 def main() -> None:

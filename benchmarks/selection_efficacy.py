@@ -52,6 +52,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from selector.bigram import bigram_nats  # noqa: E402 - the repo is on the path now
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -65,21 +68,6 @@ TARGET_RANDOM = "random"  # --target-where value: a uniform slice of the whole p
 TARGET_DOCS = 264  # held-out target documents: 64 dev (selection reads) + 200 eval
 COLORS = {"random": "#7f7f7f", "proportional": "#1f77b4", "quality": "#ff7f0e",
           "mixture": "#2ca02c", "influence": "#9467bd", "assay": "#d62728"}  # fmt: skip
-
-
-def bigram_nats(train: np.ndarray, target: np.ndarray, vocab: int, mu: float = 50.0) -> float:
-    """Target cross-entropy (nats/token) of a Dirichlet-smoothed bigram with unigram prior
-    (the same baseline as benchmarks/mixture_search.py)."""
-    uni = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
-    uni /= uni.sum()
-    pairs = train[:-1].astype(np.int64) * vocab + train[1:]
-    codes, counts = np.unique(pairs, return_counts=True)
-    ctx = np.bincount(train[:-1], minlength=vocab).astype(np.float64)
-    q = target[:-1].astype(np.int64) * vocab + target[1:]
-    pos = np.minimum(np.searchsorted(codes, q), len(codes) - 1)
-    c_ab = np.where(codes[pos] == q, counts[pos], 0).astype(np.float64)
-    p = (c_ab + mu * uni[target[1:]]) / (ctx[target[:-1]] + mu)
-    return float(-np.log(p).mean())
 
 
 def tokens_to_reach(curve_x: np.ndarray, curve_y: np.ndarray, level: float) -> float | None:

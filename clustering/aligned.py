@@ -123,3 +123,18 @@ def load_embeddings(folder: str | os.PathLike) -> tuple[dict[str, Any], list[np.
                 f"{folder / s['file']} has {a.shape[0]} rows, its manifest says {s['rows']}"
             )
     return manifest, arrays
+
+
+def gather_rows(
+    arrays: list[np.ndarray], rows: np.ndarray, offsets: np.ndarray | None = None
+) -> np.ndarray:
+    """float32 copy of the given global rows, in the order given, from row-aligned shard
+    arrays (memory-mapped ``.npy`` files); ``offsets``: each shard's first global row."""
+    if offsets is None:
+        offsets = np.r_[0, np.cumsum([len(a) for a in arrays])].astype(np.int64)
+    out = np.empty((len(rows), arrays[0].shape[1]), dtype=np.float32)
+    shard = np.searchsorted(offsets, rows, side="right") - 1
+    for s in np.unique(shard):
+        pick = shard == s
+        out[pick] = arrays[s][rows[pick] - offsets[s]]
+    return out

@@ -38,7 +38,13 @@ import numpy as np
 from assay import manifest as mf
 from assay.annotate import Progress
 from assay.errors import AssayError, ConfigError, ManifestMismatchError
-from clustering.aligned import annotation_shards, check_aligned, load_embeddings, shards_record
+from clustering.aligned import (
+    annotation_shards,
+    check_aligned,
+    gather_rows,
+    load_embeddings,
+    shards_record,
+)
 from clustering.config import ClusterConfig
 from clustering.kmeans import KMeans, import_faiss
 from clustering.prune_merge import PruneRule, merge_centroids, prune_clusters
@@ -127,16 +133,6 @@ def _load_reuse(reuse: Path, emb_model: dict[str, Any]) -> tuple[dict, np.ndarra
     return previous, centroids, clusters
 
 
-def _gather(arrays: list[np.ndarray], offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """float32 copy of the given global rows (sorted) from the memory-mapped shards."""
-    out = np.empty((len(rows), arrays[0].shape[1]), dtype=np.float32)
-    shard = np.searchsorted(offsets, rows, side="right") - 1
-    for s in np.unique(shard):
-        pick = shard == s
-        out[pick] = arrays[s][rows[pick] - offsets[s]]
-    return out
-
-
 def cluster_corpus(
     annotated: str | os.PathLike,
     embeddings: str | os.PathLike,
@@ -208,7 +204,7 @@ def cluster_corpus(
             gpu=config.gpu,
         )
         train_rows = km.train_rows(n_docs)
-        km.fit_sample(_gather(arrays, offsets, train_rows))
+        km.fit_sample(gather_rows(arrays, train_rows, offsets))
         kmeans_info = {
             "k": config.k,
             "spherical": config.spherical,
@@ -350,7 +346,7 @@ def cluster_corpus(
         config=config,
     )
     t = lap("terms", t)
-    map_vectors = _gather(arrays, offsets, map_rows)
+    map_vectors = gather_rows(arrays, map_rows, offsets)
     if config.spherical:  # draw the geometry k-means used: directions, not lengths
         norms = np.linalg.norm(map_vectors, axis=1, keepdims=True)
         map_vectors = map_vectors / np.maximum(norms, 1e-12)
