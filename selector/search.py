@@ -10,7 +10,10 @@ The loop, top to bottom:
    its token budget with fixed per-group quotas and common random numbers;
 3. proxies: the built-in trainer (``selector.proxy_lm``), a ``--proxy-cmd`` template, or
    offline runs from ``--runs-csv``;
-4. search: RegMix (single shot) or CLIMB (rounds, e.g. 4:2:1);
+4. search: the trust-region search (default: space-filling round 0, surrogates chosen by
+   cross-validation, proposals inside a KL trust region around the prior, verified against
+   the prior at several seeds; ``selector.trust_search``), CLIMB (rounds, e.g. 4:2:1) or
+   RegMix (single shot);
 5. outputs: ``mixture.json``; beside it ``<name>.search/`` with ``runs.csv`` (every run:
    round, weights, metrics, seed, prediction made before it ran), ``predicted.svg``
    (predicted vs measured per round), the tokenizer and ``search.json`` (diagnostics).
@@ -23,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +45,14 @@ from selector.search_runs import (
     load_cache,
     no_proxy,
 )
+from selector.trust_search.budget import (
+    PROXIES_PER_GROUP,
+    budget_warning,
+    default_proxies,
+    zeroed_groups,
+)
 
-METHODS = ("climb", "regmix")
+METHODS = ("trust", "climb", "regmix")
 
 
 @dataclass
@@ -52,10 +61,12 @@ class SearchConfig:
 
     group_by: str = "cluster.topic"
     """Column (or corpus field) whose values are the groups."""
-    method: str = "climb"
-    """``climb`` (iterative rounds) or ``regmix`` (one round)."""
-    proxies: int = 28
-    """Proxy runs in all (CLIMB splits them over rounds)."""
+    method: str = "trust"
+    """``trust`` (trust region around the prior, verified), ``climb`` (iterative rounds) or
+    ``regmix`` (one round)."""
+    proxies: int | None = None
+    """Proxy runs in all, verification aside; None = 4 per group, at least 8
+    (``selector.trust_search.budget``: the rule and where it comes from)."""
     rounds: str = "4:2:1"
     """CLIMB's split of ``proxies`` over rounds."""
     prior_temperature: float = 0.5
@@ -67,7 +78,17 @@ class SearchConfig:
     min_weight: float = 2e-4
     """Smaller weights are set to 0 (RegMix: 2e-4)."""
     predictor: str = "lightgbm"
-    """``lightgbm`` (RegMix, CLIMB) or ``linear`` (ridge)."""
+    """climb / regmix: ``lightgbm`` (RegMix, CLIMB) or ``linear`` (ridge)."""
+    predictors: str = "loglinear,gp,lightgbm"
+    """trust: surrogates cross-validated against each other (and the constant); the one
+    with the lowest held-out error is used (``selector.surrogates``)."""
+    trust_kl: float = 2.0
+    """trust: radius of the trust region (KL to the prior, nats) for a perfect fit; the
+    radius used is this times the fit's CV skill."""
+    kappa: float = 1.0
+    """trust: standard deviations in the confidence bounds (0 = trust the mean)."""
+    min_group_share: float = 1e-3
+    """Groups under this share of the pool's tokens get weight 0 (RegMix: 0.1%)."""
     n_candidates: int = 20_000
     """Mixtures the predictor scores per round and at the end (RegMix: 100,000)."""
     top_k: int = 128
@@ -78,11 +99,14 @@ class SearchConfig:
     """``loss`` (nats/token, proxy tokenizer) or ``bpb``; averaged over targets."""
     seed: int = 0
     """Seeds sampling, the predictor and the proxy tokenizer's sample."""
-    verify: int = 1
-    """Proxies (seeds) trained on the found mixture at the end; 0 to skip."""
+    verify: int = 3
+    """trust: seeds at which the proposal and the prior are both trained at the end (>= 2;
+    the proposal is kept only if it wins by more than their noise). climb / regmix: seeds
+    trained on the found mixture. 0 skips it."""
     guard: bool = True
-    """With ``verify``: also retrain the best mixture already measured at the same seeds,
-    and keep whichever of it and the predicted optimum measures lower. At a few dozen
+    """climb / regmix, with ``verify``: also retrain the best mixture already measured at
+    the same seeds, and keep whichever of it and the predicted optimum measures lower. At a
+    few dozen
     proxies the predictor's optimum can sit on an extreme that a run it had already
     measured beats (benchmarks/RESULTS.md, selection efficacy: 90% on one topic)."""
     text_field: str = "text"
@@ -93,8 +117,12 @@ class SearchConfig:
             raise ConfigError(f"--method must be one of {METHODS}, got {self.method!r}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"--objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.proxies < 0:
+        if self.proxies is not None and self.proxies < 0:
             raise ConfigError(f"--proxies must be >= 0, got {self.proxies}")
+        if self.trust_kl < 0 or self.kappa < 0:
+            raise ConfigError("--trust-kl and --kappa must be >= 0")
+        if not 0 <= self.min_group_share < 1:
+            raise ConfigError(f"--min-group-share must be in [0, 1), got {self.min_group_share}")
         if self.budget_tokens is not None and self.budget_tokens <= 0:
             raise ConfigError(f"--budget-tokens must be > 0, got {self.budget_tokens}")
         if not 0 <= self.min_weight < 1:
@@ -129,9 +157,6 @@ def run_search(
     ``resume``: reuse the finished runs of an interrupted search with the same settings
     (its ``runs.csv``), training only the runs it had not reached.
     """
-    from selector.climb import climb, parse_ratio, split_budget
-    from selector.regmix import regmix
-
     config.validate()
     if not targets:
         raise ConfigError("give at least one --target validation corpus")
@@ -203,6 +228,24 @@ def run_search(
     budget = config.budget_tokens or int(tokens.sum())
     prior = size_prior(tokens, config.prior_temperature)
     caps = epoch_caps(tokens, budget, config.max_epochs)
+    small = zeroed_groups(tokens, config.min_group_share)
+    zeroed = [g for g, z in zip(names, small, strict=True) if z]
+    if zeroed and not small.all():
+        prior = np.where(small, 0.0, prior) / prior[~small].sum()
+        caps = np.where(small, 0.0, caps)
+        say(
+            f"{len(zeroed)} groups hold < {config.min_group_share:.1%} of the tokens and get "
+            f"weight 0: {', '.join(zeroed[:8])}{' ...' if len(zeroed) > 8 else ''}"
+        )
+    active = int((~small).sum())
+    proxies_rule = None
+    if config.proxies is None:
+        config = replace(config, proxies=default_proxies(active))
+        proxies_rule = f"{PROXIES_PER_GROUP} per group x {active} groups (at least 8)"
+        say(f"--proxies {config.proxies}: {proxies_rule}")
+    warn = budget_warning(config.proxies, active, config.group_by)
+    if warn and not (runs_csv is not None and config.proxies == 0):
+        say(warn)
     X0 = y0 = None
     skipped = 0
     if runs_csv is not None:  # read before RunLog rewrites a runs.csv it may be
@@ -241,79 +284,32 @@ def run_search(
     if X0 is not None and y0 is not None:
         for w, v in zip(X0, y0, strict=True):
             log.add(-1, "offline", "offline", -1, w, {}, float(v), float("nan"), 0.0)
-    common = dict(
-        caps=caps,
-        min_weight=config.min_weight,
-        predictor=config.predictor,
-        top_k=config.top_k,
-        seed=config.seed,
-    )
-    budgets: list[int] = []
-    if config.method == "regmix" or (runs_csv is not None and config.proxies == 0):
-        result = regmix(
-            runner,
-            prior,
-            config.proxies,
-            rng,
-            n_simulate=config.n_candidates,
-            X0=X0,
-            y0=y0,
-            **common,
-        )
-    else:
+    if config.method == "trust":
         if runs_csv is not None:
-            raise ConfigError(
-                "--runs-csv with new proxies works with --method regmix",
-                hint="or pass --proxies 0 to fit the offline runs only",
-            )
-        budgets = split_budget(config.proxies, parse_ratio(config.rounds))
-        result = climb(
-            runner,
-            prior,
-            budgets,
-            rng,
-            n_candidates=config.n_candidates,
-            explore=config.explore,
-            **common,
-        )
-    verified = [
-        runner.measure(result.weights, "final", float(result.predicted_objective), proxy.seed + s)
-        for s in range(config.verify)
-    ]
+            raise ConfigError("--runs-csv works with --method regmix", hint="add --method regmix")
+        from selector.trust_search.run import search_trust
+
+        weights, result, extra = search_trust(runner, prior, caps, config, proxy.seed, rng, say)
+    else:
+        from selector.search_classic import search_classic
+
+        weights, result, extra = search_classic(
+            runner, prior, caps, config, proxy.seed, rng, say, X0=X0, y0=y0,
+            offline=runs_csv is not None,
+        )  # fmt: skip
     best = int(np.argmin(result.y))
-    weights, guard = result.weights, None
-    if config.guard and verified and len(result.y):
-        # Retrained at the verification seeds: its first, selected measurement would
-        # flatter it (the best of many noisy runs), a fresh one does not.
-        rerun = [
-            runner.measure(result.X[best], "guard", float(result.y[best]), proxy.seed + s)
-            for s in range(config.verify)
-        ]
-        keep = float(np.mean(rerun)) < float(np.mean(verified))
-        guard = {
-            "predicted_optimum": float(np.mean(verified)),
-            "best_measured_rerun": float(np.mean(rerun)),
-            "chosen": "best_measured" if keep else "predicted_optimum",
-        }
-        if keep:
-            weights = result.X[best]
-            say(
-                f"guard: the best measured mixture ({guard['best_measured_rerun']:.4f}) beats "
-                f"the predicted optimum ({guard['predicted_optimum']:.4f}) at the same seeds; "
-                "keeping it"
-            )
     from selector.search_plot import write_plot
 
     plot = write_plot(workdir / "predicted.svg", result, config.objective)
     method = {
         "name": config.method,
         "objective": {"metric": config.objective, "targets": list(tsets), "reduce": "mean"},
-        "predictor": config.predictor,
         "proxy": proxy.to_dict()
         if proxy_cmd is None
         else {"command": proxy_cmd, "tokens": proxy.tokens},
         "proxy_runs": len(result.y),
-        "rounds": budgets or [len(result.y)],
+        "proxies_rule": proxies_rule,
+        "zeroed_groups": zeroed,
         "per_round": result.round_reports,
         "heldout_spearman": [r["heldout_spearman"] for r in result.round_reports],
         "predicted_objective": result.predicted_objective,
@@ -321,8 +317,7 @@ def run_search(
             "objective": float(result.y[best]),
             "weights": dict(zip(names, result.X[best].round(6).tolist(), strict=True)),
         },
-        "verified_objective": verified,
-        "guard": guard,
+        **extra,
         "search": {k: v for k, v in asdict(config).items() if k not in ("text_field", "id_field")},
         "prior": dict(zip(names, prior.round(6).tolist(), strict=True)),
         "seconds": round(time.perf_counter() - started, 1),
