@@ -15,7 +15,7 @@ from assay.errors import AssayError
 
 mix_app = typer.Typer(
     no_args_is_help=True,
-    help="Search a data mixture with proxy models (CLIMB, RegMix) and export it to trainers.",
+    help="Search a data mixture with proxy models (trust region, CLIMB, RegMix) and export it.",
 )
 
 
@@ -29,11 +29,23 @@ def search(
     ),
     out: Path = typer.Option(Path("mixture.json"), "-o", "--out", help="mixture.json to write"),
     group_by: str = typer.Option("cluster.topic", help="Column whose values are the groups"),
-    method: str = typer.Option("climb", help="climb (iterative rounds) | regmix (one round)"),
-    proxies: int = typer.Option(28, help="Proxy runs in all (CLIMB splits them by --rounds)"),
-    rounds: str = typer.Option("4:2:1", help="CLIMB's split of --proxies over rounds"),
+    method: str = typer.Option(
+        "trust", help="trust (trust region, verified vs the prior) | climb | regmix"
+    ),
+    proxies: int | None = typer.Option(
+        None, help="Proxy runs, verification aside (default: 4 per group, at least 8)"
+    ),
+    rounds: str = typer.Option("4:2:1", help="climb: split of --proxies over rounds"),
     objective: str = typer.Option("loss", help="loss (nats/token) | bpb (bits per byte)"),
-    predictor: str = typer.Option("lightgbm", help="lightgbm | linear"),
+    predictor: str = typer.Option("lightgbm", help="climb / regmix: lightgbm | linear"),
+    predictors: str = typer.Option(
+        "loglinear,gp,lightgbm", help="trust: surrogates to cross-validate (the best predicts)"
+    ),
+    trust_kl: float = typer.Option(2.0, help="trust: radius (KL to the prior) at CV skill 1"),
+    kappa: float = typer.Option(1.0, help="trust: std devs in the confidence bounds"),
+    min_group_share: float = typer.Option(
+        1e-3, help="Groups under this share of the tokens get weight 0"
+    ),
     budget_tokens: int | None = typer.Option(
         None, help="Training tokens the mixture is for (default: the pool's size)"
     ),
@@ -44,9 +56,11 @@ def search(
     top_k: int = typer.Option(128, help="Best predicted mixtures averaged into the answer"),
     explore: float = typer.Option(0.25, help="Share of later CLIMB rounds spent at random"),
     seed: int = typer.Option(0, help="Seed of sampling, predictor and proxies"),
-    verify: int = typer.Option(1, help="Proxies trained on the found mixture at the end"),
+    verify: int = typer.Option(
+        3, help="trust: seeds of the proposal-vs-prior check; climb/regmix: of the answer"
+    ),
     guard: bool = typer.Option(
-        True, help="Also rerun the best measured mixture at the verify seeds; keep the lower"
+        True, help="climb/regmix: rerun the best measured mixture at the verify seeds too"
     ),
     proxy_hidden: int = typer.Option(64, help="Proxy width"),
     proxy_layers: int = typer.Option(2, help="Proxy layers"),
@@ -88,6 +102,8 @@ def search(
             budget_tokens=budget_tokens, min_weight=min_weight, predictor=predictor,
             n_candidates=candidates, top_k=top_k, explore=explore, objective=objective,
             seed=seed, verify=verify, guard=guard, text_field=text_field, id_field=id_field,
+            predictors=predictors, trust_kl=trust_kl, kappa=kappa,
+            min_group_share=min_group_share,
         )  # fmt: skip
         proxy = ProxyConfig(
             hidden=proxy_hidden, layers=proxy_layers, heads=proxy_heads, seq_len=proxy_seq_len,
@@ -114,6 +130,19 @@ def search(
         f"predicted {m['objective']['metric']} {m['predicted_objective']:.4f}; "
         f"verified {m['verified_objective']}"
     )
+    v = m.get("verification")
+    if v:
+        p = m["predictor"]
+        typer.echo(
+            f"predictor {p['chosen']} (CV skill {p['skill']:.2f}); KL to prior "
+            f"{m['proposal']['kl_to_prior']:.3f} of {m['trust_region']['radius_kl']:.3f}; "
+            + (
+                f"proposal vs prior {v['difference']:+.4f} (noise {v['noise']:.4f}): "
+                if "difference" in v
+                else ""
+            )
+            + f"kept the {v['chosen']}"
+        )
     if m.get("guard"):
         g = m["guard"]
         typer.echo(

@@ -27,8 +27,9 @@ def step_cluster(ctx: Context) -> dict[str, Any]:
         names = pq.read_schema(annotated / am["shards"][0]).names
         prune = [f"perplexity.nll>{DEMO_PRUNE_NLL}"] if "perplexity.nll" in names else []
     config = ClusterConfig(
-        k=cfg.k or suggest_k(am["counts"]["rows"]), prune=list(prune), seed=cfg.seed
-    )
+        k=cfg.k or suggest_k(am["counts"]["rows"]), prune=list(prune), seed=cfg.seed,
+        topics=cfg.topics,
+    )  # fmt: skip
     out = ctx.out / FOLDERS["cluster"]
     result = cluster_corpus(annotated, embeddings, out, config, overwrite=True)
     p = result["prune"]
@@ -54,7 +55,8 @@ def step_mix(ctx: Context) -> dict[str, Any]:
         group_by=cfg.group_by, method=cfg.method, proxies=cfg.proxies, rounds=cfg.rounds,
         max_epochs=cfg.max_epochs, predictor=cfg.predictor, n_candidates=cfg.candidates,
         top_k=cfg.top_k, seed=ctx.recipe.seed, verify=cfg.verify, guard=cfg.guard,
-        budget_tokens=ctx.recipe.select.budget_tokens,
+        budget_tokens=ctx.recipe.select.budget_tokens, predictors=cfg.predictors,
+        trust_kl=cfg.trust_kl, kappa=cfg.kappa, min_group_share=cfg.min_group_share,
     )  # fmt: skip
     args = (source, [target_file(ctx)], out / "mixture.json", search, proxy_config(cfg.proxy, ctx))
     annotated = str(ctx.artifact("annotate")) if ctx.artifact("cluster") else None
@@ -69,15 +71,28 @@ def step_mix(ctx: Context) -> dict[str, Any]:
     top = sorted(mixture.groups, key=lambda g: -g.weight)[:5]
     ctx.say(
         f"{m['proxy_runs']} proxy runs; predicted target loss {m['predicted_objective']:.4f}, "
-        f"verified {m['verified_objective']}{_guard_note(m)}; top groups: "
+        f"verified {m['verified_objective']}{_guard_note(m)}{_verify_note(m)}; top groups: "
         + ", ".join(f"{g.name} {g.weight:.2f}" for g in top)
     )
+    kept = (m.get("verification") or {}).get("chosen")
     summary = {
         "proxy_runs": m["proxy_runs"],
         "verified": m["verified_objective"],
-        "kept": (m.get("guard") or {}).get("chosen", "predicted_optimum"),
+        "kept": kept or (m.get("guard") or {}).get("chosen", "predicted_optimum"),
     }
     return {"artifact": out, "manifest": out / "mixture.json", "summary": summary}
+
+
+def _verify_note(method: dict[str, Any]) -> str:
+    v = method.get("verification")
+    if not v:
+        return ""
+    if "difference" not in v:
+        return f"; kept the {v['chosen']} ({v.get('reason', '')})"
+    return (
+        f"; proposal vs prior {v['difference']:+.4f} (noise {v['noise']:.4f}): "
+        f"kept the {v['chosen']}"
+    )
 
 
 def _guard_note(method: dict[str, Any]) -> str:

@@ -86,27 +86,45 @@ class ClusterStep:
     """Clusters; null = a power of two near docs/100 (8..1000)."""
     prune: list[str] | None = None
     """Prune rules (``COLUMN>VALUE``); null = ``perplexity.nll>4.6`` when that column exists."""
+    topics: int = 16
+    """Topics the kept clusters are merged into (CLIMB: 16): the groups of
+    ``mix.group_by: cluster.topic``. Fewer topics need fewer proxy runs (4 per group)."""
     seed: int = 0
 
 
 @dataclass
 class MixStep:
-    """``assay mix search`` for the target with micro proxies."""
+    """``assay mix search`` for the target with micro proxies (``selector.search``)."""
 
     skip: bool = False
     group_by: str = "cluster.topic"
     """Groups of the mixture (``cluster``, ``cluster.topic``, or an annotation column)."""
-    method: str = "climb"
-    proxies: int = 12
+    method: str = "trust"
+    """``trust`` (trust region around the prior, verified against it), ``climb``, ``regmix``."""
+    proxies: int | None = None
+    """Proxy runs, verification aside; null = 4 per group (at least 8)."""
     rounds: str = "2:1:1"
+    """climb only: split of the proxies over rounds."""
     candidates: int = 5000
     top_k: int = 64
+    """climb / regmix: best predicted mixtures averaged."""
     predictor: str = "lightgbm"
+    """climb / regmix: ``lightgbm`` or ``linear``."""
+    predictors: str = "loglinear,gp,lightgbm"
+    """trust: surrogates cross-validated against each other; the best predicts."""
+    trust_kl: float = 2.0
+    """trust: trust-region radius (KL to the prior, nats) at CV skill 1."""
+    kappa: float = 1.0
+    """trust: standard deviations in the confidence bounds."""
+    min_group_share: float = 1e-3
+    """Groups under this share of the pool's tokens get weight 0."""
     max_epochs: float = 15.0
-    verify: int = 1
+    verify: int = 3
+    """trust: seeds of the final proposal-vs-prior check (>= 2, or 0 to skip); climb /
+    regmix: seeds trained on the found mixture."""
     guard: bool = True
-    """Keep the best measured mixture instead when it beats the predicted optimum at the
-    verification seeds (``selector.search.SearchConfig.guard``)."""
+    """climb / regmix: keep the best measured mixture instead when it beats the predicted
+    optimum at the verification seeds (``selector.search.SearchConfig.guard``)."""
     proxy: dict[str, Any] = field(default_factory=lambda: {"tokens": 30_000})
     """``selector.proxy_lm.ProxyConfig`` fields (hidden, layers, tokens, seq_len, ...)."""
 
@@ -199,7 +217,7 @@ class Recipe:
                 hint="drop it from select.score or set influence.skip: false",
             )
         for key, value in (
-            ("mix.proxies", self.mix.proxies),
+            ("mix.proxies", 1 if self.mix.proxies is None else self.mix.proxies),
             ("influence.probes", self.influence.probes),
             ("influence.reference_docs", self.influence.reference_docs),
             ("annotate.shard_size", self.annotate.shard_size),

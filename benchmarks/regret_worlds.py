@@ -96,8 +96,8 @@ def simulated(family: str, k: int, noise: float, rng: np.random.Generator) -> Wo
 
 def _simulated(family: str, k: int, noise: float, rng: np.random.Generator) -> World:
     tokens = rng.lognormal(0.0, 1.5, k) * 1e5
-    prior = size_prior(tokens, 0.5)
     caps = epoch_caps(tokens, 0.3 * tokens.sum(), 1.0)
+    prior = clip_to_caps(size_prior(tokens, 0.5), caps)  # a mixture the caps allow
     if family in ("loglinear", "flat", "interactions"):
         t = rng.normal(0.0, 2.0, k)
         A = np.zeros((k, k))
@@ -196,8 +196,8 @@ def table_world(path: Path, target: str, seed: int = 0) -> TableWorld:
     groups = side["groups"]
     X = np.array([[float(r[f"w:{g}"]) for g in groups] for r in rows])
     y = np.array([float(r[f"loss:{target}"]) for r in rows])
-    prior = np.array([side["prior"][g] for g in groups])
     caps = np.array([side["caps"][g] for g in groups])
+    prior = clip_to_caps(np.array([side["prior"][g] for g in groups]), caps)
     noise = seed_noise(rows, [target], groups)[target]
     ref = choose_surrogate(X, y, ["loglinear", "gp", "lightgbm"], seed=seed)
     w = TableWorld(

@@ -42,7 +42,7 @@ class LogLinearLaw:
         seed: unused (the fit is deterministic); kept for the registry's signature.
     """
 
-    def __init__(self, ridge: float = 0.02, seed: int = 0, init: np.ndarray | None = None) -> None:
+    def __init__(self, ridge: float = 1e-4, seed: int = 0, init: np.ndarray | None = None) -> None:
         self.ridge = ridge
         self.seed = seed
         self.init = init

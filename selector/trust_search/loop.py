@@ -30,7 +30,7 @@ from selector.surrogates.choose import (
     choose_surrogate,
     kfold_predictions,
 )
-from selector.trust_search.design import space_filling
+from selector.trust_search.design import clip_to_caps, space_filling
 from selector.trust_search.trust import Proposal, explore_batch, propose
 
 RunBatch = Callable[[np.ndarray, int, np.ndarray], Any]
@@ -61,6 +61,8 @@ class TrustResult:
     rounds: np.ndarray
     predicted: np.ndarray
     round_reports: list[dict[str, Any]]
+    prior: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """The prior the search used (clipped to the caps): the fall-back answer."""
     cv_predicted: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     @property
@@ -96,7 +98,8 @@ def trust_search(
 
     Args:
         run_batch: trains proxies on the rows of ``X`` (see the module docstring).
-        prior: the size prior (zero = a zeroed group, never given weight).
+        prior: the size prior (zero = a zeroed group, never given weight); clipped to the
+            caps first (``TrustResult.prior``), since it may be returned as the answer.
         n_proxies: runs in all, split by ``split_rounds``.
         caps: largest weight per group (token availability).
         kinds: surrogate kinds cross-validated against each other (and the constant).
@@ -108,6 +111,8 @@ def trust_search(
     if max_kl < 0 or kappa < 0:
         raise ConfigError("--trust-kl and --kappa must be >= 0")
     budgets = split_rounds(n_proxies)
+    # the prior is a candidate answer (and the fall-back): it must be a mixture the caps allow
+    prior = clip_to_caps(np.asarray(prior, np.float64), caps)
     X = space_filling(prior, budgets[0], rng, caps=caps, min_weight=min_weight)
     X, y = _run(run_batch, X, 0, np.full(len(X), np.nan))
     rounds = np.zeros(len(X), np.int64)
@@ -158,5 +163,6 @@ def trust_search(
         rounds=rounds,
         predicted=predicted,
         round_reports=reports,
+        prior=prior,
         cv_predicted=cv_pred,
     )

@@ -35,6 +35,7 @@ def search_trust(
         n_candidates=config.n_candidates, seed=config.seed,
     )  # fmt: skip
     prop = result.proposal
+    prior = result.prior  # clipped to the caps
     say(
         f"proposal: predictor {result.choice.chosen} (CV skill {result.choice.skill:.2f}), "
         f"predicted {prop.mean:.4f} ± {prop.std:.4f} vs prior {prop.prior_mean:.4f}, "

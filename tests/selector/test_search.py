@@ -77,7 +77,9 @@ def test_climb_search_builtin_proxies(corpus, tmp_path):
 
     torch.set_num_threads(1)
     pool, val = corpus
-    cfg = SearchConfig(group_by="domain", method="climb", proxies=14, n_candidates=4000, top_k=32)
+    cfg = SearchConfig(
+        group_by="domain", method="climb", proxies=14, n_candidates=4000, top_k=32, verify=1
+    )
     out = tmp_path / "mixture.json"
     mix = run_search(pool, [str(val)], out, cfg, ProxyConfig(**MICRO), say=lambda m: None)
 
@@ -183,6 +185,62 @@ def test_regmix_search_with_a_proxy_command(corpus, tmp_path):
         run_search(pool, [str(val)], tmp_path / "m.json", cfg,
                    ProxyConfig(**{**MICRO, "tokens": 4096}), proxy_cmd=cmd, resume=True,
                    say=lambda m: None)  # fmt: skip
+
+
+FLAT = r"""
+import json, random, sys
+mixture_json, out, seed = sys.argv[1:4]
+print(json.dumps({"wiki-val": {"loss": 5.0 + random.Random(int(seed)).gauss(0, 0.02)}}))
+"""
+
+
+def test_trust_search_with_a_proxy_command(corpus, tmp_path):
+    """The default search: proxies by the rule, every decision recorded in mixture.json."""
+    pool, val = corpus
+    script = tmp_path / "bigram_proxy.py"
+    script.write_text(SCRIPT)
+    cmd = f"{sys.executable} {script} {{mixture_json}} {{out}} {pool} {val}"
+    said: list[str] = []
+    mix = run_search(pool, [str(val)], tmp_path / "m.json", SearchConfig(group_by="domain"),
+                     ProxyConfig(**MICRO), proxy_cmd=cmd, say=said.append)  # fmt: skip
+    m = Mixture.read(tmp_path / "m.json").method
+    assert m["name"] == "trust" and m["proxy_runs"] == 20  # 4 per group x 5 domains
+    assert m["proxies_rule"].startswith("4 per group x 5 groups")
+    assert m["rounds"] == [10, 5, 5]
+    p = m["predictor"]
+    assert set(p["cv"]) == {"loglinear", "gp", "lightgbm", "constant"}
+    assert p["chosen"] in p["cv"] and p["cv"][p["chosen"]]["rmse"] <= p["cv"]["constant"]["rmse"]
+    assert 0 < p["skill"] <= 1
+    prop, region = m["proposal"], m["trust_region"]
+    assert prop["kl_to_prior"] <= region["radius_kl"] + 1e-9
+    assert region["radius_kl"] == pytest.approx(region["max_kl"] * p["skill"], rel=1e-4)
+    assert prop["predicted_std"] >= 0 and 0 <= prop["step"] <= 1
+    v = m["verification"]
+    assert v["seeds"] == 3 and len(v["proposal"]) == len(v["prior"]) == 3
+    # a character bigram of the target is best fitted by more of the target's own domain
+    assert v["chosen"] == "proposal" and v["difference"] < -v["noise"]
+    assert mix.weights["encyclopedic"] > m["prior"]["encyclopedic"]
+    rows = _runs(tmp_path / "m.search" / "runs.csv")
+    assert [r["round"] for r in rows].count("verify-prior") == 3 and len(rows) == 26
+    assert any("verification: the proposal beats the prior" in s for s in said)
+
+
+def test_trust_search_returns_the_prior_when_nothing_helps(corpus, tmp_path):
+    """A proxy whose loss ignores the mixture (seed noise only): the prior comes back."""
+    pool, val = corpus
+    script = tmp_path / "flat.py"
+    script.write_text(FLAT)
+    said: list[str] = []
+    mix = run_search(
+        pool, [str(val)], tmp_path / "m.json", SearchConfig(group_by="domain", proxies=6),
+        ProxyConfig(**MICRO), proxy_cmd=f"{sys.executable} {script} {{mixture_json}} {{out}} "
+        "{seed}", say=said.append,
+    )  # fmt: skip
+    m = mix.method
+    assert m["verification"]["chosen"] == "prior"
+    assert mix.weights == pytest.approx({k: v for k, v in m["prior"].items() if v > 0}, abs=1e-6)
+    assert any("warning: 6 proxy runs for 5 groups" in s for s in said)  # under 2 per group
+    assert any("prior" in s for s in said if "verification" in s or "keeps the prior" in s)
 
 
 def test_proxy_command_failures_are_clear(corpus, tmp_path):
