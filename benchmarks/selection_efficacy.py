@@ -285,6 +285,8 @@ def run_efficacy(
     preset: str = "micro",
     pool_docs: int | None = None,
     raters: tuple[str, ...] = ("heuristics", "perplexity", "assay-mini-v1"),
+    mix_method: str = "trust",
+    topics: int = 8,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the arms (``ARMS``); write efficacy.json, efficacy.svg, table.md under ``out``."""
@@ -312,7 +314,11 @@ def run_efficacy(
         "out": str(out / "pipeline"),
         "split": {"skip": True, "target_path": str(work / "dev.jsonl")},
         "annotate": {"raters": list(raters), "options": {"perplexity": {"max_tokens": 32}}},
-        "mix": {"proxies": 12, "rounds": "2:1:1", "proxy": proxy_fields},
+        "cluster": {"topics": topics},
+        # trust: proxies by the 4-per-group rule (32 for 8 topics); climb: the pre-trust
+        # search as these figures were first measured (12 proxies, 2:1:1)
+        "mix": {"method": mix_method, "proxy": proxy_fields}
+        | ({"proxies": 12, "rounds": "2:1:1", "verify": 1} if mix_method == "climb" else {}),
         "influence": {"probes": 96, "reference_docs": 32, "proxy": proxy_fields},
         "select": {"budget_tokens": budget_tokens},
         "export": {"formats": ["jsonl"], "mixture_formats": ["megatron"]},
@@ -448,6 +454,8 @@ def main() -> None:
     ap.add_argument("--preset", default="micro", choices=sorted(PRESETS))
     ap.add_argument("--pool-docs", type=int, default=None, help="sample the pool (quick runs)")
     ap.add_argument("--out", default=str(REPO / "out" / "bench" / "efficacy"))
+    ap.add_argument("--mix-method", default="trust", choices=["trust", "climb", "regmix"])
+    ap.add_argument("--topics", type=int, default=8, help="cluster.topic groups of the mix step")
     args = ap.parse_args()
     import torch
 
@@ -455,6 +463,7 @@ def main() -> None:
     run_efficacy(
         args.pool, args.target, target_where=args.target_where, budget_tokens=args.budget_tokens,
         seeds=args.seeds, out=args.out, preset=args.preset, pool_docs=args.pool_docs,
+        mix_method=args.mix_method, topics=args.topics,
     )  # fmt: skip
 
 

@@ -24,11 +24,10 @@ SLICE = {
     "cluster": {"k": 8, "prune": []},
     "mix": {
         "group_by": "cluster",
-        "method": "regmix",
-        "proxies": 6,
+        "method": "trust",  # the default search, at its smallest: 8 runs + 2 x 2 checks
+        "proxies": 8,
         "candidates": 500,
-        "top_k": 16,
-        "verify": 0,
+        "verify": 2,
         "proxy": {"hidden": 32, "layers": 1, "heads": 2, "seq_len": 128, "tokens": 8000},
     },
     "influence": {
