@@ -117,10 +117,21 @@ def trust_search(
     X, y = _run(run_batch, X, 0, np.full(len(X), np.nan))
     rounds = np.zeros(len(X), np.int64)
     predicted = np.full(len(X), np.nan)
-    reports: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = [
+        {
+            "round": 0,
+            "runs": len(X),
+            "design": "space-filling: prior, uniform, farthest points per concentration band",
+            "heldout_spearman": None,
+            "cv_spearman": None,  # of the surrogate fitted on these runs (set below)
+            "best_measured": float(y.min()),
+        }
+    ]
     common = dict(caps=caps, min_weight=min_weight, kappa=kappa, n_candidates=n_candidates)
     for r, n_r in enumerate(budgets[1:], start=1):
         choice = choose_surrogate(X, y, kinds, seed=seed, folds=folds)
+        if r == 1:
+            reports[0]["cv_spearman"] = choice.cv[choice.chosen]["spearman"]
         prop = propose(choice.model, prior, max_kl * choice.skill, X, y, rng, **common)
         batch = explore_batch(choice.model, prior, n_r - 1, X, y, rng, max_kl=max_kl, **common)
         new_X = np.concatenate([prop.weights[None, :], batch])
