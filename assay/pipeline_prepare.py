@@ -15,6 +15,7 @@ from assay.pipeline_context import (
     pool_inputs,
     require,
     resolve_dtype,
+    target_file,
     write_jsonl,
 )
 
@@ -60,6 +61,17 @@ def step_split(ctx: Context) -> dict[str, Any]:
     return {"artifact": out, "summary": manifest["counts"]}
 
 
+def _options(ctx: Context, ref: str) -> dict[str, Any]:
+    """A rater's recipe options; ``dsir`` is pointed at the target and the pool by default."""
+    name, _, bound = ref.partition("=")
+    options = dict(ctx.recipe.annotate.options.get(name, {}))
+    if name == "dsir":
+        if not bound:
+            options.setdefault("target", target_file(ctx))
+        options.setdefault("raw", [str(p) for p in pool_inputs(ctx)])
+    return options
+
+
 def step_annotate(ctx: Context) -> dict[str, Any]:
     """``assay annotate`` of the pool with the recipe's raters (resumable by shard)."""
     from assay.annotate import annotate, read_annotations
@@ -69,9 +81,7 @@ def step_annotate(ctx: Context) -> dict[str, Any]:
 
     cfg = ctx.recipe.annotate
     dtype = resolve_dtype(cfg.dtype)
-    raters = [
-        build_rater(r, dtype=dtype, **cfg.options.get(r.partition("=")[0], {})) for r in cfg.raters
-    ]
+    raters = [build_rater(r, dtype=dtype, **_options(ctx, r)) for r in cfg.raters]
     out = ctx.out / FOLDERS["annotate"]
     run = dict(
         shard_size=cfg.shard_size,

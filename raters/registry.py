@@ -2,7 +2,8 @@
 
 A rater reference is one of:
 
-- a built-in name: ``heuristics``, ``perplexity`` (``perplexity=MODEL_DIR`` swaps the LM);
+- a built-in name: ``heuristics``, ``perplexity`` (``perplexity=MODEL_DIR`` swaps the LM),
+  ``dsir=TARGET`` (hashed n-gram importance weights toward a target corpus; ``raw=POOL``);
 - a released rater that ships with assay (``raters/released/<name>/``): ``assay-mini-v1``;
 - a preset in ``configs/raters/<name>.json`` bound to local model files:
   ``fineweb-edu=/models/fineweb-edu-classifier`` (presets describe published raters as
@@ -29,8 +30,12 @@ from raters.base import Rater
 BUILTIN: dict[str, str] = {
     "heuristics": "raters.heuristics:HeuristicRater",
     "perplexity": "raters.perplexity:PerplexityRater",
+    "dsir": "raters.dsir:DSIRRater",
 }
-MODEL_ARGUMENT = {"perplexity": "model"}
+# NAME=VALUE binds VALUE to this constructor argument (a model folder, DSIR's target).
+MODEL_ARGUMENT = {"perplexity": "model", "dsir": "target"}
+# Built-ins that run a neural model and so take device / dtype / backend.
+NEURAL = ("perplexity",)
 # Raters trained by assay and shipped in the repository: folders holding rater.json.
 RELEASED: dict[str, str] = {"assay-mini-v1": "released/assay-mini-v1"}
 MODEL_OPTIONS = ("device", "dtype", "backend")
@@ -70,7 +75,7 @@ def build_rater(ref: str, **options: Any) -> Rater:
             if name not in MODEL_ARGUMENT:
                 raise ConfigError(f"--rater {name} takes no model folder (got {model!r})")
             options[MODEL_ARGUMENT[name]] = model
-        if name not in MODEL_ARGUMENT:
+        if name not in NEURAL:
             options = {k: v for k, v in options.items() if k not in MODEL_OPTIONS}
         elif options.pop("backend", "auto") == "vllm":
             raise ConfigError(f"--rater {name} runs on transformers only (--backend vllm)")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 SLICE = {
     "seed": 0,
     "split": {"where": "domain=encyclopedic", "docs": 40, "pool_docs": 300},
-    "annotate": {"raters": ["heuristics"], "shard_size": 100},
+    "annotate": {"raters": ["heuristics", "dsir"], "shard_size": 100},
     "embed": {"max_tokens": 64, "dtype": "float32"},  # float32: compared to the text path
     "cluster": {"k": 8, "prune": []},
     "mix": {
@@ -38,7 +38,8 @@ SLICE = {
     },
     "select": {
         "budget_tokens": 20_000,
-        "score": "-zscore(influence.score) + zscore(heuristics.rps_doc_frac_unique_words)",
+        "score": "-zscore(influence.score) + zscore(heuristics.rps_doc_frac_unique_words)"
+        " + 0.5 * zscore(dsir.per_ngram)",
     },
     "export": {"formats": ["jsonl", "megatron"], "mixture_formats": ["megatron", "hf"]},
 }
@@ -118,6 +119,10 @@ def test_slice_runs_every_step_and_links_artifacts(slice_run):
     # the chain: each manifest names the artifact it was made from
     ann = mf.read_manifest(out / "annotated", kind="annotations")
     assert ann["counts"]["rows"] == 300
+    # dsir, named without a target, is pointed at the split's target and pool
+    dsir = next(r for r in ann["raters"] if r["name"] == "dsir")
+    assert dsir["target"] == {"inputs": [str(out / "split" / "target.jsonl")], "docs": 40}
+    assert dsir["raw"]["docs"] == 300
     mixture = json.loads((out / "mixture" / "mixture.json").read_text())
     assert mixture["provenance"]["path"] == str((out / "clusters").resolve())
     sel = mf.read_manifest(out / "selected", kind="selection")
