@@ -43,7 +43,7 @@ def test_weights_match_hand_values(tmp_path):
 def test_same_target_and_raw_gives_zero_everywhere(tmp_path):
     texts = ["the cat sat", "stocks fell sharply", "the cat ran"]
     path = _jsonl(tmp_path / "x.jsonl", texts)
-    cols = DSIRRater(path, path, buckets=1000).score(texts + ["anything else"])
+    cols = DSIRRater(path, path, buckets=1000).score([*texts, "anything else"])
     assert np.allclose(cols["score"], 0)
     assert np.allclose(log_ratio(np.array([3.0, 1.0]), np.array([3.0, 1.0])), 0)
 
@@ -84,7 +84,7 @@ class Crash(Exception):
 
 
 def test_interrupted_annotate_resumes_to_the_clean_rows(tmp_path, demo_records):
-    texts = [r for r in demo_records[:900]]
+    texts = list(demo_records[:900])
     src = tmp_path / "pool.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in texts))
     target = _jsonl(tmp_path / "t.jsonl", [r["text"] for r in texts if r["domain"] == "recipe"])
