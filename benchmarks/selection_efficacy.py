@@ -11,8 +11,11 @@ budgets chosen six ways from one pool, and scored on a target set that no arm sa
   them (pruned clusters left out), random documents inside each group;
 - ``influence`` (ablation): global top-k of ``-influence.score`` (negative: the document
   lowered the reference loss), no quotas, no pruning;
-- ``assay``: the full pipeline (annotate -> embed -> cluster -> CLIMB mixture search ->
-  MATES influence -> select) with the target's *dev* half as its target.
+- ``dsir``: DSIR (Xie et al. 2023, ``raters.dsir``): global top-k of the hashed uni+bigram
+  importance weight toward the *dev* half, relative to the pool: the cheap target-aware
+  baseline;
+- ``assay``: the full pipeline (annotate -> embed -> cluster -> trust-region mixture
+  search -> MATES influence -> select) with the target's *dev* half as its target.
 
 The ablations read the ``assay`` arm's pipeline run (no second run); every arm but
 ``assay`` chooses through ``selector.gumbel.choose`` at temperature 0.
@@ -62,12 +65,13 @@ PRESETS = {  # proxy sizes (ENVIRONMENT.md: 0.13M x 31k ~5 s, 1M x 125k ~27 s pe
     "micro": {"hidden": 64, "layers": 2, "heads": 4, "seq_len": 256},
     "small": {"hidden": 128, "layers": 4, "heads": 4, "seq_len": 256},
 }
-ARMS = ("random", "proportional", "quality", "mixture", "influence", "assay")
+ARMS = ("random", "proportional", "quality", "dsir", "mixture", "influence", "assay")
 STOCHASTIC = ("random", "proportional", "mixture")  # a new random draw per seed
 TARGET_RANDOM = "random"  # --target-where value: a uniform slice of the whole pool
 TARGET_DOCS = 264  # held-out target documents: 64 dev (selection reads) + 200 eval
 COLORS = {"random": "#7f7f7f", "proportional": "#1f77b4", "quality": "#ff7f0e",
-          "mixture": "#2ca02c", "influence": "#9467bd", "assay": "#d62728"}  # fmt: skip
+          "dsir": "#8c564b", "mixture": "#2ca02c", "influence": "#9467bd",
+          "assay": "#d62728"}  # fmt: skip
 
 
 def tokens_to_reach(curve_x: np.ndarray, curve_y: np.ndarray, level: float) -> float | None:
@@ -195,6 +199,7 @@ class Pool(NamedTuple):
     mix_weights: np.ndarray  # the mix step's mixture.json weights (mixture, assay quotas)
     assay_rows: np.ndarray
     domain: np.ndarray | None  # the pool's domain column, if any (composition only)
+    dsir: np.ndarray | None = None  # DSIR log importance weight toward the dev half
 
 
 def read_pool(pipeline: Path) -> Pool:
@@ -252,6 +257,10 @@ def arm_rows(arm: str, seed: int, pool: Pool, budget: int) -> np.ndarray:
         scores, group, weights = noise, pool.mix_group, pool.mix_weights
     elif arm == "influence":  # NaN scores are never chosen
         scores, group, weights = -pool.influence, one, whole
+    elif arm == "dsir":
+        if pool.dsir is None:
+            raise ValueError("the dsir arm needs Pool.dsir (run_efficacy computes it)")
+        scores, group, weights = pool.dsir, one, whole
     elif arm == "assay":
         return pool.assay_rows
     else:
@@ -331,6 +340,12 @@ def run_efficacy(
     # every arm reads the same pipeline run (row order = pool.jsonl order)
     cols = read_pool(out / "pipeline")
     texts, tokens = cols.texts, cols.tokens
+    from raters.dsir import DSIRRater
+
+    dsir = DSIRRater(str(work / "dev.jsonl"), str(work / "pool.jsonl"))
+    cols.dsir = np.concatenate(
+        [dsir.score(texts[i : i + 1000])["score"] for i in range(0, len(texts), 1000)]
+    ).astype(np.float64)
     target_ids = {str(d["id"]) for d in evals}
     assert not target_ids & set(map(str, cols.ids)), "an eval document leaked into the pool"
     eval_domains = [d.get("domain") for d in evals]

@@ -32,10 +32,12 @@ def test_efficacy_arm_rows_by_hand():
         influence=np.array([5.0, -3, 0, -1, 2, np.nan]), topic=np.array([0, 0, 0, 1, 1, 1]),
         topic_share=np.array([0.5, 0.5]), mix_group=np.array([0, 0, -1, 1, 1, 1]),
         mix_weights=np.array([1.0, 0.0]), assay_rows=np.array([2]), domain=None,
+        dsir=np.array([0.0, 9.0, 1.0, 8.0, 2.0, 3.0]),
     )  # fmt: skip
     assert bench.arm_rows("quality", 0, pool, 20).tolist() == [4, 5]
     assert bench.arm_rows("influence", 0, pool, 20).tolist() == [1, 3]  # most negative
     assert bench.arm_rows("mixture", 0, pool, 20).tolist() == [0, 1]  # group 0 only, row 2 pruned
     assert bench.arm_rows("assay", 0, pool, 20).tolist() == [2]
+    assert bench.arm_rows("dsir", 0, pool, 20).tolist() == [1, 3]  # highest log weights
     assert bench.domain_shares(["a", "b", "a"], [1, 2, 1]) == {"a": 0.5, "b": 0.5}
     assert bench.total_variation({"a": 1.0}, {"b": 1.0}) == 1.0
