@@ -120,7 +120,7 @@ def test_slice_runs_every_step_and_links_artifacts(slice_run):
     ann = mf.read_manifest(out / "annotated", kind="annotations")
     assert ann["counts"]["rows"] == 300
     # dsir, named without a target, is pointed at the split's target and pool
-    dsir = next(r for r in ann["raters"] if r["name"] == "dsir")
+    dsir = next(r for r in ann["models"] if r["name"] == "dsir")
     assert dsir["target"] == {"inputs": [str(out / "split" / "target.jsonl")], "docs": 40}
     assert dsir["raw"]["docs"] == 300
     mixture = json.loads((out / "mixture" / "mixture.json").read_text())
