@@ -18,6 +18,7 @@ row (its CV error is printed beside the figures).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,9 +190,20 @@ def load_table(path: Path) -> tuple[list[dict[str, str]], dict[str, Any]]:
     return rows, json.loads(path.with_suffix(".json").read_text())
 
 
-def table_world(path: Path, target: str, seed: int = 0) -> TableWorld:
+@functools.lru_cache(maxsize=8)
+def _reference(path: Path, target: str, seed: int) -> Any:
+    """The reference surrogate of one target, fitted once per process (every trial of a
+    table cell shares it)."""
     from selector.surrogates.choose import choose_surrogate
 
+    rows, side = load_table(path)
+    groups = side["groups"]
+    X = np.array([[float(r[f"w:{g}"]) for g in groups] for r in rows])
+    y = np.array([float(r[f"loss:{target}"]) for r in rows])
+    return choose_surrogate(X, y, ["loglinear", "gp", "lightgbm"], seed=seed)
+
+
+def table_world(path: Path, target: str, seed: int = 0) -> TableWorld:
     rows, side = load_table(path)
     groups = side["groups"]
     X = np.array([[float(r[f"w:{g}"]) for g in groups] for r in rows])
@@ -199,7 +211,7 @@ def table_world(path: Path, target: str, seed: int = 0) -> TableWorld:
     caps = np.array([side["caps"][g] for g in groups])
     prior = clip_to_caps(np.array([side["prior"][g] for g in groups]), caps)
     noise = seed_noise(rows, [target], groups)[target]
-    ref = choose_surrogate(X, y, ["loglinear", "gp", "lightgbm"], seed=seed)
+    ref = _reference(path, target, seed)
     w = TableWorld(
         f"table-{target}", prior, caps, noise, ref.model.predict, X_rows=X, y_rows=y,
         ref_cv=ref.to_dict(),
