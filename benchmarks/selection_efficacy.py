@@ -343,9 +343,8 @@ def run_efficacy(
     from raters.dsir import DSIRRater
 
     dsir = DSIRRater(str(work / "dev.jsonl"), str(work / "pool.jsonl"))
-    cols.dsir = np.concatenate(
-        [dsir.score(texts[i : i + 1000])["score"] for i in range(0, len(texts), 1000)]
-    ).astype(np.float64)
+    weights = [dsir.score(texts[i : i + 1000])["score"] for i in range(0, len(texts), 1000)]
+    cols = cols._replace(dsir=np.concatenate(weights).astype(np.float64))
     target_ids = {str(d["id"]) for d in evals}
     assert not target_ids & set(map(str, cols.ids)), "an eval document leaked into the pool"
     eval_domains = [d.get("domain") for d in evals]
