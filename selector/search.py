@@ -106,8 +106,7 @@ class SearchConfig:
     guard: bool = True
     """climb / regmix, with ``verify``: also retrain the best mixture already measured at
     the same seeds, and keep whichever of it and the predicted optimum measures lower. At a
-    few dozen
-    proxies the predictor's optimum can sit on an extreme that a run it had already
+    few dozen proxies the predictor's optimum can sit on an extreme that a run it had already
     measured beats (benchmarks/RESULTS.md, selection efficacy: 90% on one topic)."""
     text_field: str = "text"
     id_field: str = "id"
