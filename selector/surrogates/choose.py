@@ -26,17 +26,10 @@ from typing import Any
 import numpy as np
 
 from assay.errors import AssayError
+from selector.regmix import spearman
 from selector.surrogates.base import KINDS, make_surrogate
 
 DEFAULT_KINDS = ("loglinear", "gp", "lightgbm")
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable")
-    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def kfold_predictions(
@@ -110,7 +103,7 @@ def choose_surrogate(
         cv[kind] = {
             "rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
             "mae": float(np.mean(np.abs(pred - y))),
-            "spearman": _spearman(pred, y),
+            "spearman": spearman(pred, y),
         }
     scored = {k: v["rmse"] for k, v in cv.items() if v["rmse"] is not None}
     chosen = min(scored, key=lambda k: (scored[k], k == "constant"))

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from assay.errors import ConfigError
+from selector.regmix import spearman
 from selector.surrogates.choose import (
     DEFAULT_KINDS,
     ChoiceReport,
-    _spearman,
     choose_surrogate,
     kfold_predictions,
 )
@@ -144,7 +144,7 @@ def trust_search(
                 "fit_on": len(X),
                 **choice.to_dict(),
                 "proposal": prop.to_dict(),
-                "heldout_spearman": _spearman(new_pred, new_y),
+                "heldout_spearman": spearman(new_pred, new_y),
                 "best_measured": float(min(y.min(), new_y.min())),
             }
         )
