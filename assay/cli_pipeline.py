@@ -1,4 +1,5 @@
-"""``assay pipeline RECIPE.yaml`` and ``assay bench efficacy``: thin typed commands.
+"""``assay pipeline RECIPE.yaml``, ``assay bench efficacy`` and ``assay bench
+efficacy-suite``: thin typed commands.
 
 Registered in ``assay.cli`` (``app.command("pipeline")`` and ``app.add_typer(bench_app,
 name="bench")``); the steps and the benchmark import their heavy modules when they run.
@@ -40,15 +41,21 @@ def pipeline(
         _fail(e)
 
 
-def _benchmark_module():
-    path = REPO / "benchmarks" / "selection_efficacy.py"
+def _benchmark_module(name: str = "selection_efficacy"):
+    """A script of ``benchmarks/`` as a module (they ship with the source tree only)."""
+    import sys
+
+    path = REPO / "benchmarks" / f"{name}.py"
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]  # imported already, e.g. by a sibling benchmark
     if not path.exists():
         raise AssayError(
             f"{path} not found: the benchmark ships with the source tree",
             hint="run from a checkout of assay (git clone), not an installed wheel",
         )
-    spec = importlib.util.spec_from_file_location("selection_efficacy", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module  # dataclasses and pickling (worker processes) look it up
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
@@ -81,3 +88,30 @@ def efficacy(
         _fail(e)
         return
     typer.echo(f"plot: {result['plot']}; results: {result['json']}")
+
+
+@bench_app.command("efficacy-suite")
+def efficacy_suite(
+    pool: list[str] = typer.Option(["data/demo"], help="Corpus with a domain column"),
+    out: Path = typer.Option(Path("out/bench/suite"), "-o", "--out", help="Results folder"),
+    per_domain: int = typer.Option(260, help="Corpus documents sampled per domain"),
+    target_docs: int = typer.Option(140, help="Documents held out per target (dev + eval)"),
+    budget_tokens: int = typer.Option(60_000, help="Training tokens of every arm (proxy BPE)"),
+    seeds: int = typer.Option(3, help="Proxy seeds per arm, common across arms"),
+    workers: int = typer.Option(2, help="Targets run at once (one CPU thread each)"),
+    only: list[str] | None = typer.Option(None, help="Run just these targets (repeatable)"),
+) -> None:
+    """Every arm on many targets (each domain, a general and a quality-sensitive one):
+    win rate vs random, loss rate, median tokens-to-random, and a heatmap."""
+    try:
+        bench = _benchmark_module("efficacy_suite")
+        result = bench.run_suite(
+            pool, out, per_domain=per_domain, target_docs=target_docs,
+            budget_tokens=budget_tokens, seeds=seeds, workers=workers, only=only or None,
+            say=typer.echo,
+        )  # fmt: skip
+    except AssayError as e:
+        _fail(e)
+        return
+    typer.echo(f"heatmap: {result['plot']}; table: {Path(out) / 'table.md'}; "
+               f"results: {result['json']}")  # fmt: skip

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,10 @@ def step_annotate(ctx: Context) -> dict[str, Any]:
     from raters.tokens import TokenCounter
 
     cfg = ctx.recipe.annotate
+    if cfg.use:
+        m = mf.read_manifest(cfg.use, kind="annotations")
+        ctx.say(f"using the finished annotations in {cfg.use} ({m['counts']['rows']:,} rows)")
+        return {"artifact": Path(cfg.use), "summary": m["counts"]}
     dtype = resolve_dtype(cfg.dtype)
     raters = [build_rater(r, dtype=dtype, **_options(ctx, r)) for r in cfg.raters]
     out = ctx.out / FOLDERS["annotate"]
@@ -117,6 +122,14 @@ def step_embed(ctx: Context) -> dict[str, Any]:
     annotated = require(ctx, "annotate", "embed")
     out = ctx.out / FOLDERS["embed"]
     cfg = ctx.recipe.embed
+    if cfg.use:
+        from clustering.aligned import annotation_shards, check_aligned
+
+        m = mf.read_manifest(cfg.use, kind="embeddings")
+        check_aligned(annotation_shards(annotated), m["shards"], what="embeddings",
+                      folder=Path(cfg.use))  # fmt: skip
+        ctx.say(f"using the finished embeddings in {cfg.use} ({m['counts']['rows']:,} rows)")
+        return {"artifact": Path(cfg.use), "summary": m["counts"]}
     embedder = Embedder(
         dtype=resolve_dtype(cfg.dtype), max_tokens=cfg.max_tokens, normalize=cfg.normalize
     )

@@ -49,6 +49,10 @@ class AnnotateStep:
 
     skip: bool = False
     """Use an existing annotated folder at ``OUT/annotated``."""
+    use: str | None = None
+    """A finished annotated folder to use instead of annotating (``assay annotate`` or
+    ``assay annotate --ray`` output, or a ``clustering.subset`` copy without held-out
+    documents); the rater settings below are then not read."""
     raters: list[str] = field(default_factory=lambda: ["heuristics", "perplexity"])
     """Rater names (``assay raters``) or ``NAME=MODEL_DIR``."""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -67,6 +71,9 @@ class EmbedStep:
 
     skip: bool = False
     """No embeddings (then ``cluster`` is skipped too)."""
+    use: str | None = None
+    """A finished embeddings folder of the annotated folder to use instead of embedding
+    (checked row for row against it)."""
     max_tokens: int = 128
     """Tokens MiniLM reads per document (256 is its default; 128 halves the time)."""
     normalize: bool = False
@@ -211,7 +218,7 @@ class Recipe:
                 f"mix.group_by {self.mix.group_by!r} needs the cluster step",
                 hint="set mix.group_by to an annotation column such as domain",
             )
-        if self.influence.skip and "influence." in self.select.score:
+        if self.influence.skip and "influence." in self.select.score and not self.select.skip:
             raise ConfigError(
                 "select.score uses influence.score but the influence step is skipped",
                 hint="drop it from select.score or set influence.skip: false",
