@@ -24,9 +24,21 @@ from selector.bigram import bigram_nats  # noqa: E402 - the repo is on the path 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PRESETS = {  # proxy sizes (ENVIRONMENT.md: 0.13M x 31k ~5 s, 1M x 125k ~27 s per run)
+PRESETS = {  # proxy sizes (2-core CPU: 0.13M x 31k tokens ~5 s, 1M x 125k ~27 s per run)
     "micro": {"hidden": 64, "layers": 2, "heads": 4, "seq_len": 256},
     "small": {"hidden": 128, "layers": 4, "heads": 4, "seq_len": 256},
+    # >= 15M parameters (Olmix: proxies this size rank mixtures like 1B models, rho > 0.89;
+    # 1M ones only 0.73): a GPU preset (benchmarks/gpu_efficacy.py)
+    "gpu15m": {
+        "hidden": 384,
+        "layers": 8,
+        "heads": 6,
+        "seq_len": 512,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "dtype": "bfloat16",
+        "device": "cuda",
+    },
 }
 ARMS = ("random", "proportional", "quality", "dsir", "mixture", "influence", "assay")
 STOCHASTIC = ("random", "proportional", "mixture")  # a new random draw per seed
@@ -206,7 +218,7 @@ def with_dsir(pool: Pool, dev: str | os.PathLike, raw: str | os.PathLike) -> Poo
 
 def proxy_fields(preset: str, budget_tokens: int) -> dict[str, Any]:
     """The ``ProxyConfig`` fields every arm trains with."""
-    return {**PRESETS[preset], "tokens": budget_tokens, "batch_size": 8, "threads": 1}
+    return {"batch_size": 8, "threads": 1, **PRESETS[preset], "tokens": budget_tokens}
 
 
 def train_arms(

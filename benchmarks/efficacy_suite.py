@@ -104,8 +104,9 @@ def run_target(job: dict[str, Any]) -> dict[str, Any]:
             "annotate": {"use": str(folder / "pool" / "annotated"), "raters": list(RATERS)},
             "embed": {"use": str(folder / "pool" / "embeddings")},
             "cluster": {"topics": job["topics"]},
-            "mix": {"method": "trust", "proxy": SEARCH_PROXY},
-            "influence": {"probes": 96, "reference_docs": 32, "proxy": SEARCH_PROXY},
+            "mix": {"method": "trust", "proxy": job["search_proxy"]},
+            "influence": {"probes": 96, "reference_docs": min(32, len(dev) * 3 // 4),
+                          "proxy": job["search_proxy"]},
             "select": {"budget_tokens": job["budget_tokens"]},
             "export": {"skip": True},
         }  # fmt: skip
@@ -156,9 +157,13 @@ def run_suite(
     topics: int = 8,
     workers: int = 2,
     only: list[str] | None = None,
+    search_proxy: dict[str, Any] | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The whole suite; writes ``suite.json``, ``table.md`` and ``heatmap.svg`` in ``out``."""
+    """The whole suite; writes ``suite.json``, ``table.md`` and ``heatmap.svg`` in ``out``.
+
+    ``search_proxy``: the mix and influence steps' ``ProxyConfig`` fields (default
+    ``SEARCH_PROXY``, micro proxies of 30k tokens on the CPU)."""
     from assay.corpus import read_documents
     from assay.errors import ConfigError
     from assay.records import doc_id
@@ -212,20 +217,31 @@ def run_suite(
             "name": t.name, "kind": t.kind, "dev": t.dev, "eval": t.eval,
             "exclude": sorted(t.exclude), "folder": str(folder), "shared": str(shared),
             "corpus": str(corpus_path), "bpe": str(bpe), "config": config, **config,
+            "search_proxy": search_proxy or SEARCH_PROXY,
         })  # fmt: skip
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as ex:
+    import multiprocessing
+
+    # spawn, not fork: a worker must not inherit the parent's CUDA context (GPU presets)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_init_worker) as ex:
         futures = {ex.submit(run_target, j): j["name"] for j in jobs}
         for fut in as_completed(futures):
             r = fut.result()
             results[r["target"]] = r
             a, base = r["arms"]["assay"], r["arms"]["random"]
             z = (a["loss_mean"] - base["loss_mean"]) / max(base["loss_std"], 1e-9)
-            say(f"[{len(results)}/{len(targets)}] {r['target']}: assay {z:+.1f} random std "
-                f"({r['seconds']:.0f} s; log {out / 'targets' / r['target'] / 'log.txt'})")
+            say(
+                f"[{len(results)}/{len(targets)}] {r['target']}: assay {z:+.1f} random std "
+                f"({r['seconds']:.0f} s; log {out / 'targets' / r['target'] / 'log.txt'})"
+            )
     ordered = [results[t.name] for t in targets]
     table, summary = summarize(ordered, list(ARMS))
-    heatmap = write_heatmap_svg(out / "heatmap.svg", ordered, list(ARMS),
-                                f"Δ vs random (random std), {preset} proxies, {seeds} seeds")
+    heatmap = write_heatmap_svg(
+        out / "heatmap.svg",
+        ordered,
+        list(ARMS),
+        f"Δ vs random (random std), {preset} proxies, {seeds} seeds",
+    )
     seconds = {"shared": round(t_shared, 1), "total": round(time.perf_counter() - t_start, 1)}
     report = {"pool": pool, "corpus_docs": len(corpus), "config": config, "summary": summary,
               "targets": ordered, "seconds": seconds}  # fmt: skip

@@ -17,7 +17,7 @@ selector.influence_model, selector.select.choose, selector.proxy_lm):
    from the annotated demo folder), ``influence`` (lowest predicted influence, T=0).
 5. every arm trains fresh proxies (same size, budget, and seeds: common random numbers)
    and reports the target loss (nats/token); a bigram model on the same tokens is reported
-   beside it (ENVIRONMENT.md: at this scale proxies mostly measure token statistics).
+   beside it (at this scale proxies mostly measure token statistics).
 
     python benchmarks/influence_selection.py --annotated out/demo/annotated [--seeds 3]
 

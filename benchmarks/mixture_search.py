@@ -13,7 +13,7 @@ Setup (demo corpus, groups = its 10 ``domain`` values):
   every arm (common random numbers: seed s draws the same documents first in each group
   and initialises the same weights), fixed per-group quotas;
 - beside every proxy, a bigram model (Dirichlet-smoothed, unigram backoff) fitted on the
-  same training tokens and scored on the same target tokens, as ENVIRONMENT.md asks: tiny
+  same training tokens and scored on the same target tokens, as they must be: tiny
   proxies mostly measure token-statistics match, and the bigram shows whether the proxy
   ranks the arms any differently.
 

@@ -1,7 +1,7 @@
 """A small byte-level BPE tokenizer for proxy models, trained on a sample of the pool.
 
 Tiny proxies spend most of their compute in the LM head, so a 49k vocabulary (SmolLM2's)
-makes them ~2x slower than a 4k one trained on the pool itself (ENVIRONMENT.md, measured).
+makes them ~2x slower than a 4k one trained on the pool itself (measured here).
 Byte-level means no text is ever out of vocabulary, so target sets from any domain encode.
 
 The result is saved as an HF tokenizer folder that ``AutoTokenizer.from_pretrained`` and

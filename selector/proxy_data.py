@@ -1,7 +1,7 @@
 """Token data for proxy models: documents drawn from groups by weights, packed into blocks.
 
 A proxy run trains on ``tokens`` tokens drawn from groups in the proportions of a mixture.
-Two things keep comparisons between mixtures low-noise (ENVIRONMENT.md, measured):
+Two things keep comparisons between mixtures low-noise (measured here):
 
 - **fixed per-group quotas** (stratified): group g gets ``round(w_g * tokens)`` tokens,
   never a multinomial draw of documents, so two runs of one mixture differ only in which

@@ -257,7 +257,7 @@ def train_proxy_tokens(
             betas=(0.9, 0.95),
         )
 
-        def lr_at(step: int) -> float:  # warmup, then 1/sqrt decay (ENVIRONMENT.md's recipe)
+        def lr_at(step: int) -> float:  # warmup, then 1/sqrt decay (the usual small-LM recipe)
             if step < warmup:
                 return config.lr * (step + 1) / warmup
             return config.lr * math.sqrt(max(warmup, 1) / (step + 1))

@@ -1,4 +1,4 @@
-"""Package layering and light imports, as DESIGN.md fixes them.
+"""Package layering and light imports, as the architecture fixes them (README, Architecture).
 
 `assay` <- `raters`, `clustering` <- `selector` <- `serve`: a package imports only from
 packages to its left at module level; `import raters` (etc.) pulls no torch, vllm, faiss,
