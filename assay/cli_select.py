@@ -322,19 +322,32 @@ def influence_predict(
 def export(
     selected: Path = typer.Argument(..., help="Selection folder (assay select -o)"),
     out: Path = typer.Option(..., "-o", "--out", help="Export folder"),
-    format: str = typer.Option(..., "--format", "-f", help="jsonl | parquet | hf | megatron | mds"),
-    tokenizer: str | None = typer.Option(
-        None, help="Megatron: tokenizer (default: the selection's target tokenizer)"
+    format: str = typer.Option(
+        ..., "--format", "-f", help="jsonl | parquet | hf | megatron | mds | olmo-core"
     ),
-    append_eod: bool = typer.Option(True, help="Megatron: end-of-document token per document"),
+    tokenizer: str | None = typer.Option(
+        None, help="Megatron / OLMo-core: tokenizer (default: the selection's target tokenizer)"
+    ),
+    append_eod: bool = typer.Option(
+        True, help="Megatron: end-of-document token per document (OLMo-core: always)"
+    ),
+    max_file_tokens: int | None = typer.Option(
+        None, help="OLMo-core: tokens per .npy file at most (default 2**28)"
+    ),
     overwrite: bool = typer.Option(False, help="Replace an earlier export in OUT"),
 ) -> None:
-    """Write a selection for a trainer (Megatron .bin/.idx + blend, HF, JSONL, ...)."""
+    """Write a selection for a trainer (Megatron .bin/.idx, OLMo-core .npy, HF, JSONL, ...)."""
     try:
         from selector.export.run import export_selection
 
         m = export_selection(
-            selected, out, format, tokenizer=tokenizer, append_eod=append_eod, overwrite=overwrite
+            selected,
+            out,
+            format,
+            tokenizer=tokenizer,
+            append_eod=append_eod,
+            max_file_tokens=max_file_tokens,
+            overwrite=overwrite,
         )
     except AssayError as e:
         _fail(e)

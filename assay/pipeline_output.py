@@ -61,7 +61,19 @@ def step_export(ctx: Context) -> dict[str, Any]:
         mixture = Mixture.read(mix / "mixture.json")
         for fmt in cfg.mixture_formats:
             folder = out / f"mixture-{fmt}"
-            m = export_mixture(mixture, fmt, folder, budget_tokens=ctx.recipe.select.budget_tokens)
+            options: dict[str, Any] = {}
+            if fmt == "olmo-core" and "olmo-core" in cfg.formats:
+                # absolute paths to the token files exported above (export/olmo-core/data/...)
+                options["root"] = str((out / "olmo-core").resolve())
+            m = export_mixture(
+                mixture,
+                fmt,
+                folder,
+                budget_tokens=ctx.recipe.select.budget_tokens,
+                options=options,
+            )
+            if options:
+                _say_missing_sources(ctx, folder)
             written[f"mixture-{fmt}"] = {
                 "folder": str(folder),
                 "files": [str(folder / f) for f in m["files"]],
@@ -78,6 +90,23 @@ def step_export(ctx: Context) -> dict[str, Any]:
     )
     mf.write_json_atomic(out / mf.MANIFEST, manifest)
     return {"artifact": out, "summary": {"exports": sorted(written)}}
+
+
+def _say_missing_sources(ctx: Context, folder: Path) -> None:
+    """Name the OLMo-core sources whose paths match no exported token file."""
+    import glob
+
+    import yaml
+
+    doc = yaml.safe_load((folder / "source_mixture.yaml").read_text())
+    missing = [
+        s["source_name"] for s in doc["sources"] if not any(glob.glob(p) for p in s["paths"])
+    ]
+    if missing:
+        ctx.say(
+            f"warning: OLMo-core sources with no selected documents (no token files): "
+            f"{', '.join(missing)}"
+        )
 
 
 def print_final_summary(ctx: Context, state: dict[str, Any], say: Any) -> None:

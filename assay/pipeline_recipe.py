@@ -174,8 +174,9 @@ class ExportStep:
     """``assay export`` of the selection and ``assay mix export`` of the mixture."""
 
     skip: bool = False
-    formats: list[str] = field(default_factory=lambda: ["jsonl", "megatron"])
-    """Selection formats: jsonl | parquet | hf | megatron | mds."""
+    formats: list[str] = field(default_factory=lambda: ["jsonl", "megatron", "olmo-core"])
+    """Selection formats: jsonl | parquet | hf | megatron | mds | olmo-core (the token files
+    the ``olmo-core`` mixture names, which then holds their absolute paths)."""
     mixture_formats: list[str] = field(default_factory=lambda: ["megatron", "olmo-core", "hf"])
     """Trainer syntaxes for the searched mixture (megatron, nemo, olmo-core, hf, mds, nanotron)."""
 

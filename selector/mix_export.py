@@ -11,7 +11,13 @@ holds **token** shares; trainers weight other things:
 - ``nanotron``: ``nanoset.yaml`` (``dataset_folder: {path: weight}``); samples of
   ``sequence_length`` tokens, no conversion.
 - ``olmo-core``: ``source_mixture.yaml`` (``SourceMixtureList``); tokens, no conversion;
-  ``max_repetition_ratio`` from the implied epochs.
+  ``max_repetition_ratio`` from the implied epochs. Paths ``data/{group}/*.npy``: the
+  token files ``assay export --format olmo-core`` writes, relative to its folder, or
+  absolute under it with option ``root``. ``{group}`` is filled with
+  :func:`selector.export.olmo_core.group_folder` (the percent-quoted name the token
+  export names its folders by), in a ``--path-template`` too; a group's own ``paths``
+  are used only when they name ``.npy`` files (a selection's ``group=<name>`` Parquet
+  folders do not).
 - ``hf``: ``interleave.json`` for ``interleave_datasets(probabilities=...)``; per example
   (document): ``w_g / mean tokens per document of g``, renormalised.
 - ``mds``: ``streams.yaml`` (``Stream(proportion=...)``); per sample, one document each
@@ -30,12 +36,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from assay import manifest as mf
 from assay.errors import AssayError, ConfigError
+from selector.export.olmo_core import PATH_TEMPLATE as OLMO_CORE_PATHS
+from selector.export.olmo_core import group_folder
 from selector.mixture import Mixture
 
 KIND = "mixture-export"
@@ -44,7 +53,7 @@ FORMATS = {
     "megatron": ("selector.mix_formats.megatron", "samples", "data/{group}_text_document"),
     "nemo": ("selector.mix_formats.megatron", "samples", "data/{group}_text_document"),
     "nanotron": ("selector.mix_formats.nanotron", "samples", "data/{group}"),
-    "olmo-core": ("selector.mix_formats.olmo_core", "tokens", "data/{group}/*.npy"),
+    "olmo-core": ("selector.mix_formats.olmo_core", "tokens", OLMO_CORE_PATHS),
     "hf": ("selector.mix_formats.hf", "documents", "data/{group}"),
     "mds": ("selector.mix_formats.mds", "documents", "data/{group}"),
 }
@@ -94,16 +103,21 @@ def to_unit(mixture: Mixture, unit: str) -> dict[str, float]:
 
 
 def export_rows(
-    mixture: Mixture, unit: str, path_template: str | None, budget_tokens: int | None
+    mixture: Mixture,
+    unit: str,
+    path_template: str | None,
+    budget_tokens: int | None,
+    key: Callable[[str], str] = str,
 ) -> list[ExportRow]:
-    """Rows of the groups with weight > 0 (trainers refuse or ignore zero weights)."""
+    """Rows of the groups with weight > 0 (trainers refuse or ignore zero weights);
+    ``{group}`` of ``path_template`` is filled with ``key(name)``."""
     converted = to_unit(mixture, unit)
     rows = []
     for g in mixture.groups:
         if g.name not in converted:
             continue
         if path_template is not None:
-            path = path_template.format(group=g.name)
+            path = path_template.format(group=key(g.name))
         elif g.paths:
             path = g.paths[0]
         else:
@@ -175,11 +189,19 @@ def export_mixture(
     options = dict(options or {})
     if fmt == "mds" and options.get("packed"):
         unit = "samples"
+    if options.get("root") is not None and fmt != "olmo-core":
+        raise ConfigError("--root applies to --format olmo-core only")
     budget = budget_tokens or mixture.budget_tokens
     template = path_template
-    if template is None and not all(g.paths for g in mixture.groups if g.weight > 0):
+    used = [g for g in mixture.groups if g.weight > 0]
+    key: Callable[[str], str] = str
+    if fmt == "olmo-core":
+        key = group_folder
+        if not all(p.endswith(".npy") for g in used for p in g.paths):
+            used = []  # Parquet folders of a selection: not OLMo-core token files
+    if template is None and not (used and all(g.paths for g in used)):
         template = default_template
-    rows = export_rows(mixture, unit, template, budget)
+    rows = export_rows(mixture, unit, template, budget, key)
     module = importlib.import_module(module_name)
     files: dict[str, str] = module.render(rows, fmt=fmt, **options)
     module.check(files, fmt=fmt)  # what we write must pass the trainer's own rules

@@ -4,11 +4,15 @@ Every group of the selection (``group=<name>/``) becomes one unit of the output:
 folder of shards (``jsonl``, ``parquet``, ``mds``), an HF ``datasets`` folder (``hf``),
 or a Megatron prefix ``<name>_text_document`` (``megatron``, tokenised here with the
 target tokenizer, an end-of-document token appended per document by default as
-``preprocess_data.py --append-eod`` does). The blend that weights the groups as the
+``preprocess_data.py --append-eod`` does), or OLMo-core token files
+``data/<name>/part-NNNNN.npy`` (``olmo-core``, tokenised the same way, EOS always
+appended: see :mod:`selector.export.olmo_core`). The blend that weights the groups as the
 selection's realised mixture does is written under ``blend/<trainer>/`` by the mixture
 exporters (:func:`selector.mix_export.export_mixture`, the code behind ``assay mix
 export``), with the exported paths filled in: Megatron and NeMo for ``megatron``,
-``interleave_datasets`` for ``hf``, MDS streams for ``mds``.
+``interleave_datasets`` for ``hf``, MDS streams for ``mds``, a ``SourceMixtureList`` for
+``olmo-core`` (token shares of the files as written, EOS included, so every share is
+exactly available to OLMo-core).
 """
 
 from __future__ import annotations
@@ -22,17 +26,31 @@ from typing import Any
 from assay import manifest as mf
 from assay.errors import AssayError, ConfigError
 
-FORMATS = ("jsonl", "parquet", "hf", "megatron", "mds")
+FORMATS = ("jsonl", "parquet", "hf", "megatron", "mds", "olmo-core")
+TOKENISED = ("megatron", "olmo-core")
 KIND = "export"
 # Trainer blend files written beside each export (formats of selector.mix_export).
-BLENDS = {"megatron": ("megatron", "nemo"), "hf": ("hf",), "mds": ("mds",)}
+BLENDS = {
+    "megatron": ("megatron", "nemo"),
+    "hf": ("hf",),
+    "mds": ("mds",),
+    "olmo-core": ("olmo-core",),
+}
 
 
 def write_blends(
-    out: Path, mixture: Any, paths: dict[str, str], fmt: str, data_root: Path
+    out: Path,
+    mixture: Any,
+    paths: dict[str, str],
+    fmt: str,
+    data_root: Path,
+    written: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """The realised mixture in each trainer's syntax, written into ``out/blend``, pointing
-    at the exported data as it will lie under ``data_root`` (absolute paths)."""
+    at the exported data as it will lie under ``data_root`` (absolute paths).
+
+    ``written`` (tokens, documents per group, as exported) replaces the selection's counts:
+    the blend then weights the groups by the tokens the files hold, one pass each."""
     import dataclasses
 
     from selector.mix_export import export_mixture
@@ -43,10 +61,24 @@ def write_blends(
         for g in mixture.groups
         if g.name in paths and g.weight > 0
     ]
+    budget = mixture.budget_tokens
+    if written is not None:
+        budget = sum(written[g.name][0] for g in groups)
+        groups = [
+            dataclasses.replace(
+                g,
+                weight=written[g.name][0] / budget,
+                tokens_available=written[g.name][0],
+                docs_available=written[g.name][1],
+                tokens_selected=written[g.name][0],
+                docs_selected=written[g.name][1],
+            )
+            for g in groups
+        ]
     mix = Mixture(
         groups=groups,
         group_by=mixture.group_by,
-        budget_tokens=mixture.budget_tokens,
+        budget_tokens=budget,
         method=mixture.method,
         provenance=mixture.provenance,
     )
@@ -98,34 +130,53 @@ def export_selection(
     *,
     tokenizer: str | None = None,
     append_eod: bool = True,
+    max_file_tokens: int | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write a selection in ``fmt`` (one of :data:`FORMATS`); returns the manifest.
 
-    ``tokenizer`` (megatron only) defaults to the one the selection counted tokens with.
+    ``tokenizer`` (megatron, olmo-core) defaults to the one the selection counted tokens
+    with; ``max_file_tokens`` (olmo-core) caps the tokens of one ``.npy`` file.
     Example::
 
         export_selection("out/selected", "out/megatron", "megatron")
     """
     from selector.export import files
+    from selector.export import olmo_core as olmo
     from selector.select import read_selection
     from selector.select_write import commit_out, prepare_out
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "olmo-core" and not append_eod:
+        raise ConfigError(
+            "--no-append-eod: OLMo-core finds documents by the EOS after each one",
+            hint="drop --no-append-eod for --format olmo-core",
+        )
+    if max_file_tokens is not None:
+        if fmt != "olmo-core":
+            raise ConfigError("--max-file-tokens applies to --format olmo-core only")
+        olmo.check_file_tokens(max_file_tokens)
     t0 = time.perf_counter()
     selected, out = Path(selected), Path(out)
     manifest, mixture = read_selection(selected)
     sel_tokenizer = manifest["tokens"]["tokenizer"]
-    tok = None
-    if fmt == "megatron":
+    tok = tok_dir = None
+    if fmt in TOKENISED:
         from transformers import AutoTokenizer
 
         from raters.hub import resolve_model
 
         tokenizer = tokenizer or sel_tokenizer
-        tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
+        tok_dir = resolve_model(tokenizer)
+        tok = AutoTokenizer.from_pretrained(tok_dir)
         tok.model_max_length = 1 << 40  # whole documents; no truncation warning
+        if fmt == "olmo-core" and tok.eos_token_id is None:
+            raise ConfigError(
+                f"--format olmo-core: tokenizer {tokenizer!r} has no end-of-sequence token; "
+                "OLMo-core finds document boundaries by EOS",
+                hint="pass --tokenizer with an eos_token",
+            )
     elif fmt == "mds":  # fail before writing anything when the library is missing
         try:
             import streaming  # noqa: F401
@@ -144,6 +195,13 @@ def export_selection(
             name = megatron_prefix(g["name"])
             stats = _write_megatron(shards, out / name, tok, append_eod, text_field)
             stats["selected_tokens"] = g["tokens_selected"]
+        elif fmt == "olmo-core":
+            folder = f"{olmo.DATA}/{olmo.group_folder(g['name'])}"
+            cap = max_file_tokens or olmo.DEFAULT_FILE_TOKENS
+            stats = olmo.write_group(shards, out / folder, tok, text_field, cap)
+            stats["files"] = [f"{folder}/{f}" for f in stats["files"]]
+            stats["selected_tokens"] = g["tokens_selected"]
+            name = olmo.PATH_TEMPLATE.format(group=olmo.group_folder(g["name"]))
         else:
             name = Path(g["files"][0]).parent.name
             writer = {
@@ -154,7 +212,14 @@ def export_selection(
             }[fmt]
             stats = writer(shards, out / name)
         groups.append({"name": g["name"], "path": name, **stats})
-    blend = write_blends(out, mixture, {g["name"]: g["path"] for g in groups}, fmt, final)
+    written = None
+    if fmt == "olmo-core":
+        written = {g["name"]: (g["tokens"], g["docs"]) for g in groups}
+    paths = {g["name"]: g["path"] for g in groups}
+    blend = write_blends(out, mixture, paths, fmt, final, written)
+    counts = {"docs": sum(g["docs"] for g in groups), "groups": len(groups)}
+    if fmt in TOKENISED:
+        counts["tokens"] = sum(g["tokens"] for g in groups)
     result = mf.new_manifest(
         KIND,
         format=fmt,
@@ -162,11 +227,12 @@ def export_selection(
             "selection": str(selected.resolve()),
             "selection_manifest_sha256": mf.sha256_of(selected / mf.MANIFEST),
         },
-        tokenizer=tokenizer if fmt == "megatron" else None,
-        append_eod=append_eod if fmt == "megatron" else None,
+        tokenizer=tokenizer if fmt in TOKENISED else None,
+        append_eod=append_eod if fmt in TOKENISED else None,
+        olmo_core=olmo.reader_config(tok, str(tok_dir)) if fmt == "olmo-core" else None,
         groups=groups,
         blend=blend,
-        counts={"docs": sum(g["docs"] for g in groups), "groups": len(groups)},
+        counts=counts,
         timings={"total_seconds": round(time.perf_counter() - t0, 3)},
     )
     mf.write_json_atomic(out / mf.MANIFEST, result)
