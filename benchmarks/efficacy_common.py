@@ -41,6 +41,7 @@ PRESETS = {  # proxy sizes (2-core CPU: 0.13M x 31k tokens ~5 s, 1M x 125k ~27 s
     },
 }
 ARMS = ("random", "proportional", "quality", "dsir", "mixture", "influence", "assay")
+EXTRA_ARMS = ("assay+dsir",)  # computed from the same pipeline run (efficacy_suite --add-arms)
 STOCHASTIC = ("random", "proportional", "mixture")  # a new random draw per seed
 COLORS = {"random": "#7f7f7f", "proportional": "#1f77b4", "quality": "#ff7f0e",
           "dsir": "#8c564b", "mixture": "#2ca02c", "influence": "#9467bd",
@@ -186,9 +187,20 @@ def arm_rows(arm: str, seed: int, pool: Pool, budget: int) -> np.ndarray:
         scores, group, weights = pool.dsir, one, whole
     elif arm == "assay":
         return pool.assay_rows
+    elif arm == "assay+dsir":  # assay's score and quotas, plus zscore(dsir.score)
+        if pool.dsir is None:
+            raise ValueError("the assay+dsir arm needs Pool.dsir (run_efficacy computes it)")
+        scores = _z(pool.quality) - _z(pool.influence) + _z(pool.dsir)
+        group, weights = pool.mix_group, pool.mix_weights
     else:
-        raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
+        raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS + EXTRA_ARMS)}")
     return np.sort(choose(scores, pool.tokens, group, weights, budget).rows)
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    """``zscore`` as the select step computes it (NaN-aware, over the whole pool)."""
+    sd = np.nanstd(x)
+    return (x - np.nanmean(x)) / (sd if sd > 0 else 1.0)
 
 
 def domain_shares(domains: Sequence[object], weights: Sequence[float]) -> dict[str, float]:

@@ -31,14 +31,23 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from efficacy_common import ARMS, PRESETS, REPO, reach_fraction, read_pool, train_arms, with_dsir
+from efficacy_common import (
+    ARMS,
+    EXTRA_ARMS,
+    PRESETS,
+    REPO,
+    reach_fraction,
+    read_pool,
+    train_arms,
+    with_dsir,
+)
 from efficacy_report import summarize, write_heatmap_svg
 from efficacy_targets import Target, low_quality_docs, make_targets, sample_corpus
 
@@ -116,12 +125,15 @@ def run_target(job: dict[str, Any]) -> dict[str, Any]:
         assert not {str(d["id"]) for d in evals} & set(map(str, pool.ids)), "eval leaked"
         _write(folder / "pool.jsonl", [{"text": t} for t in pool.texts])
         pool = with_dsir(pool, folder / "dev.jsonl", folder / "pool.jsonl")
-        results = train_arms(
+        done = folder / "result.json"  # arms trained earlier at the same config are kept
+        prev = json.loads(done.read_text())["arms"] if job["keep_arms"] else {}
+        new = train_arms(
             pool, [d["text"] for d in evals], Path(job["bpe"]),
             budget_tokens=job["budget_tokens"], seeds=job["seeds"], preset=job["preset"],
-            arms=job["arms"], say=say,
+            arms=[a for a in job["arms"] if a not in prev], say=say,
         )  # fmt: skip
-        for arm in results:
+        results = {**prev, **new}
+        for arm in new:
             results[arm]["reach_fraction"] = reach_fraction(results, arm)
             for k in ("curve_tokens", "curve_loss_mean"):
                 results[arm][k] = [round(v, 5) for v in results[arm][k]]
@@ -131,7 +143,7 @@ def run_target(job: dict[str, Any]) -> dict[str, Any]:
             "pool_docs": sub["rows"], "dev_docs": len(dev), "eval_docs": len(evals),
             "mix": mix, "arms": results, "seconds": round(time.perf_counter() - t0, 1),
         }  # fmt: skip
-        (folder / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        done.write_text(json.dumps(result, indent=2, default=str))
         return result
     finally:
         log.close()
@@ -158,12 +170,15 @@ def run_suite(
     workers: int = 2,
     only: list[str] | None = None,
     search_proxy: dict[str, Any] | None = None,
+    arms: Sequence[str] = ARMS,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The whole suite; writes ``suite.json``, ``table.md`` and ``heatmap.svg`` in ``out``.
 
     ``search_proxy``: the mix and influence steps' ``ProxyConfig`` fields (default
-    ``SEARCH_PROXY``, micro proxies of 30k tokens on the CPU)."""
+    ``SEARCH_PROXY``, micro proxies of 30k tokens on the CPU). ``arms``: ``ARMS`` and any
+    of ``EXTRA_ARMS``; a target finished at the same settings trains only the arms it
+    lacks (its pipeline run is reused)."""
     from assay.corpus import read_documents
     from assay.errors import ConfigError
     from assay.records import doc_id
@@ -203,21 +218,22 @@ def run_suite(
     if not (bpe / "tokenizer.json").exists():
         train_bpe([d["text"] for d in corpus if d["id"] not in held], bpe, vocab_size=4096)
     config = {"budget_tokens": budget_tokens, "seeds": seeds, "preset": preset,
-              "topics": topics, "per_domain": per_domain, "target_docs": target_docs,
-              "arms": list(ARMS)}  # fmt: skip
+              "topics": topics, "per_domain": per_domain, "target_docs": target_docs}  # fmt: skip
     jobs, results = [], {}
     for t in targets:
         folder = out / "targets" / t.name
         done = folder / "result.json"
-        if done.exists() and json.loads(done.read_text()).get("config") == config:
-            results[t.name] = json.loads(done.read_text())
+        old = json.loads(done.read_text()) if done.exists() else {}
+        same = {k: v for k, v in old.get("config", {}).items() if k != "arms"} == config
+        if same and set(arms) <= set(old["arms"]):
+            results[t.name] = old
             say(f"{t.name}: done earlier, reused {done}")
             continue
         jobs.append({
             "name": t.name, "kind": t.kind, "dev": t.dev, "eval": t.eval,
             "exclude": sorted(t.exclude), "folder": str(folder), "shared": str(shared),
             "corpus": str(corpus_path), "bpe": str(bpe), "config": config, **config,
-            "search_proxy": search_proxy or SEARCH_PROXY,
+            "search_proxy": search_proxy or SEARCH_PROXY, "arms": list(arms), "keep_arms": same,
         })  # fmt: skip
     import multiprocessing
 
@@ -235,11 +251,11 @@ def run_suite(
                 f"({r['seconds']:.0f} s; log {out / 'targets' / r['target'] / 'log.txt'})"
             )
     ordered = [results[t.name] for t in targets]
-    table, summary = summarize(ordered, list(ARMS))
+    table, summary = summarize(ordered, list(arms))
     heatmap = write_heatmap_svg(
         out / "heatmap.svg",
         ordered,
-        list(ARMS),
+        list(arms),
         f"Δ vs random (random std), {preset} proxies, {seeds} seeds",
     )
     seconds = {"shared": round(t_shared, 1), "total": round(time.perf_counter() - t_start, 1)}
@@ -265,12 +281,14 @@ def main() -> None:
     ap.add_argument("--topics", type=int, default=8, help="cluster.topic groups (mix step)")
     ap.add_argument("--workers", type=int, default=2, help="targets run at once")
     ap.add_argument("--only", nargs="+", default=None, help="run just these targets")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS + EXTRA_ARMS),
+                    help="arms to train (random and assay always)")  # fmt: skip
     args = ap.parse_args()
     run_suite(
         args.pool, args.out, per_domain=args.per_domain, target_docs=args.target_docs,
         made_docs=args.made_docs, near_dups=args.near_dups, budget_tokens=args.budget_tokens,
         seeds=args.seeds, preset=args.preset, topics=args.topics, workers=args.workers,
-        only=args.only,
+        only=args.only, arms=list(dict.fromkeys(["random", *args.arms, "assay"])),
     )  # fmt: skip
 
 
