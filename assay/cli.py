@@ -220,6 +220,9 @@ def _register_feature_commands() -> None:
     app.command("learn-weights")(cli_select.learn_weights)
     app.add_typer(cli_select.influence_app, name="influence")
     app.command("export")(cli_select.export)
+    from assay import cli_export
+
+    app.command("export-merge")(cli_export.export_merge)
     from assay import cli_pipeline
 
     app.command("pipeline")(cli_pipeline.pipeline)

@@ -76,7 +76,9 @@ def run_demo(corpus: Path, out: Path, *, ppl_tokens: int = 32, recipe: Path = DE
 
     The steps print as they go: the per-domain table after annotating, the cluster
     report's path, the mixture, the influence model, and at the end what was selected
-    per group and where every artifact is. A rerun reuses the steps already done.
+    per group (each topic named by its top terms) and where every artifact is, with how
+    to open the cluster report, the mixture files and the exports
+    (:func:`assay.pipeline_output.print_final_summary`). A rerun reuses the steps done.
     """
     from assay.pipeline import load_recipe, run_pipeline
 

@@ -109,39 +109,104 @@ def _say_missing_sources(ctx: Context, folder: Path) -> None:
         )
 
 
+# How to open each export and mixture file, printed beside its path at the end of a run.
+OPEN_EXPORT = {
+    "jsonl": "one folder per group of part-NNNNN.jsonl (head -n 1 FILE)",
+    "parquet": "one folder per group (pyarrow.parquet.read_table / pandas.read_parquet)",
+    "hf": "datasets.load_from_disk(FOLDER/GROUP)",
+    "megatron": "PREFIX.bin/.idx per group: Megatron-LM --data-args-path BLEND "
+    "(assay export-merge joins prefixes)",
+    "mds": "streaming.StreamingDataset(local=FOLDER/GROUP)",
+    "olmo-core": "token files data/GROUP/*.npy: OLMo-core SourceMixtureList.from_yaml(BLEND)",
+}
+OPEN_MIXTURE = {
+    "data_args.txt": "Megatron-LM --data-args-path FILE",
+    "blend.json": "Megatron-LM --per-split-data-args-path FILE",
+    "paths.json": "NeMo PreTrainingDataModule(paths=json.load(FILE))",
+    "nanoset.yaml": "nanotron data_stages dataset",
+    "source_mixture.yaml": "OLMo-core SourceMixtureList.from_yaml(FILE)",
+    "interleave.json": "datasets.interleave_datasets(probabilities=...); usage inside",
+    "streams.yaml": "LLM Foundry train_loader streams",
+}
+
+
+def group_terms(cluster: Path | None, group_by: str | None, n: int = 4) -> dict[str, str]:
+    """Each cluster or topic group's top c-TF-IDF terms from the cluster report
+    (``report.json``), as ``"term, term, ..."``; empty for other groupings."""
+    import json
+
+    if cluster is None or group_by not in ("cluster", "cluster.topic"):
+        return {}
+    path = cluster / "report.json"
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    key = "topic" if group_by == "cluster.topic" else "cluster"
+    rows = report.get("topics" if key == "topic" else "clusters", [])
+    out = {}
+    for r in rows:
+        terms = [t[0] if isinstance(t, (list, tuple)) else str(t) for t in r.get("terms", [])]
+        out[str(r[key])] = ", ".join(terms[:n])
+    return out
+
+
+def _say_where_to_look(ctx: Context, say: Any) -> None:
+    """The report, the mixture files and the exports, with how to open each."""
+    cluster, mix, export = ctx.artifact("cluster"), ctx.artifact("mix"), ctx.artifact("export")
+    say("\nWhere to look:")
+    if cluster is not None:
+        say(f"  cluster report: {(cluster / 'report.html').resolve()}")
+        say("    open it in a browser; report.json holds the same for programs")
+    if mix is not None:
+        say(f"  mixture: {(mix / 'mixture.json').resolve()}  (token shares per group)")
+    if export is None:
+        return
+    for key, info in mf.read_manifest(export)["exports"].items():
+        if key.startswith("mixture-"):
+            for f in info.get("files", []):
+                how = OPEN_MIXTURE.get(Path(f).name, "")
+                say(f"  {key}: {Path(f).resolve()}" + (f"\n    {how}" if how else ""))
+            continue
+        say(f"  export {key}: {Path(info['folder']).resolve()}")
+        blends = [str(Path(f).resolve()) for files in info.get("blend", {}).values() for f in files]
+        how = OPEN_EXPORT.get(key, "")
+        if blends:
+            blend = next((f for f in blends if f.endswith(("data_args.txt", ".yaml"))), blends[0])
+            how = how.replace("BLEND", blend)
+            say(f"    blends: {', '.join(blends)}")
+        if how:
+            say(f"    {how}")
+
+
 def print_final_summary(ctx: Context, state: dict[str, Any], say: Any) -> None:
-    """What was selected per group, and where each artifact is."""
+    """What was selected per group (with its topic terms for cluster groups), where each
+    artifact is, and how to open the report, the mixture files and the exports."""
     selected = ctx.artifact("select")
     if selected is not None:
         m = mf.read_manifest(selected, kind="selection")
         c = m["counts"]
+        terms = group_terms(ctx.artifact("cluster"), m.get("group_by"))
         say(
             f"\nSelected {c['docs_selected']:,} documents / {c['tokens_selected']:,} tokens "
             f"(budget {c['budget_tokens']:,}) by {m['score']['expression']!r}, "
             f"groups = {m.get('group_by') or 'one group'}:"
         )
-        say(f"  {'group':32s} {'target w':>9s} {'tokens':>9s} {'docs':>6s} {'epochs':>6s}")
+        head = f"  {'group':32s} {'target w':>9s} {'tokens':>9s} {'docs':>6s} {'epochs':>6s}"
+        say(head + ("  top terms" if terms else ""))
         for g in sorted(m["groups"], key=lambda g: -g["tokens_selected"]):
             if not g["tokens_selected"] and not g["target_weight"]:
                 continue
             ep = "-" if g["epochs"] is None else f"{g['epochs']:.2f}"
+            words = terms.get(str(g["name"]))
             say(
                 f"  {str(g['name'])[:32]:32s} {g['target_weight']:9.3f} "
                 f"{g['tokens_selected']:9,d} {g['docs_selected']:6,d} {ep:>6s}"
+                + (f"  {words}" if words else "")
             )
     say("\nArtifacts:")
     for name, info in state["steps"].items():
         say(f"  {name:10s} {Path(info['artifact']).resolve()}")
-    export = ctx.artifact("export")
-    if export is not None:
-        for key, info in mf.read_manifest(export)["exports"].items():
-            for trainer, files in info.get("blend", {}).items():
-                say(f"  {key} {trainer} blend: {', '.join(files)}")
-            if "files" in info:
-                say(f"  {key}: {', '.join(info['files'])}")
-    cluster = ctx.artifact("cluster")
-    if cluster is not None:
-        say(f"  cluster report: {(cluster / 'report.html').resolve()}  (open in a browser)")
+    _say_where_to_look(ctx, say)
     say(f"  run record: {(ctx.out / 'pipeline.json').resolve()}")
     if state.get("seconds") is not None:
         say(f"pipeline finished in {state['seconds']:,.0f} s")

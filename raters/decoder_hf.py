@@ -111,6 +111,10 @@ def load_causal_lm(
     """A causal LM in eval mode; a peft LoRA adapter (``base_dir`` set) is merged in."""
     from transformers import AutoModelForCausalLM
 
+    from raters.hub import quiet_libraries
+
+    quiet_libraries()
+
     if base_dir is None:
         model = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code

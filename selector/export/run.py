@@ -11,8 +11,10 @@ selection's realised mixture does is written under ``blend/<trainer>/`` by the m
 exporters (:func:`selector.mix_export.export_mixture`, the code behind ``assay mix
 export``), with the exported paths filled in: Megatron and NeMo for ``megatron``,
 ``interleave_datasets`` for ``hf``, MDS streams for ``mds``, a ``SourceMixtureList`` for
-``olmo-core`` (token shares of the files as written, EOS included, so every share is
-exactly available to OLMo-core).
+``olmo-core``. Every blend weights the groups by the token shares of the files as written
+(EOS/EOD included for ``megatron`` and ``olmo-core``; converted to per-document
+probabilities with the exported documents' mean length for ``hf`` and ``mds``), so one
+pass over the blend reads each group once and every share is exactly available.
 """
 
 from __future__ import annotations
@@ -87,6 +89,18 @@ def write_blends(
         m = export_mixture(mix, trainer, out / "blend" / trainer)
         written[trainer] = [f"blend/{trainer}/{f}" for f in m["files"]]
     return written
+
+
+def vocabulary_record(tokenizer: Any) -> dict[str, Any]:
+    """The vocabulary's size, SHA-256 (of its sorted ``token: id`` pairs) and end token,
+    so prefixes tokenised alike can be told from others whatever the tokenizer was called
+    (``assay export-merge`` compares them)."""
+    import hashlib
+    import json
+
+    pairs = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
+    digest = hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()
+    return {"size": len(tokenizer), "sha256": digest, "eos_token_id": tokenizer.eos_token_id}
 
 
 def megatron_prefix(group: str) -> str:
@@ -180,9 +194,10 @@ def export_selection(
     elif fmt == "mds":  # fail before writing anything when the library is missing
         try:
             import streaming  # noqa: F401
-        except ImportError:
+        except ImportError as e:
             raise AssayError(
-                "--format mds needs mosaicml-streaming, which is not installed", hint=files.MDS_HINT
+                f"--format mds needs mosaicml-streaming, which cannot be imported ({e})",
+                hint=files.MDS_HINT,
             ) from None
     final, out = out, prepare_out(out, overwrite, kind=KIND)
     text_field = manifest.get("text_field", "text")
@@ -212,9 +227,14 @@ def export_selection(
             }[fmt]
             stats = writer(shards, out / name)
         groups.append({"name": g["name"], "path": name, **stats})
-    written = None
-    if fmt == "olmo-core":
-        written = {g["name"]: (g["tokens"], g["docs"]) for g in groups}
+    # The blend weights the groups by what the exported files hold (tokens as written,
+    # EOD included, for the tokenised formats; the selected tokens otherwise) and converts
+    # to per-document units with the files' own mean length, not the pool's: one pass.
+    selected_tokens = {g["name"]: g["tokens_selected"] for g in manifest["groups"]}
+    written = {
+        g["name"]: (g["tokens"] if fmt in TOKENISED else selected_tokens[g["name"]], g["docs"])
+        for g in groups
+    }
     paths = {g["name"]: g["path"] for g in groups}
     blend = write_blends(out, mixture, paths, fmt, final, written)
     counts = {"docs": sum(g["docs"] for g in groups), "groups": len(groups)}
@@ -229,6 +249,7 @@ def export_selection(
         },
         tokenizer=tokenizer if fmt in TOKENISED else None,
         append_eod=append_eod if fmt in TOKENISED else None,
+        vocabulary=vocabulary_record(tok) if fmt in TOKENISED else None,
         olmo_core=olmo.reader_config(tok, str(tok_dir)) if fmt == "olmo-core" else None,
         groups=groups,
         blend=blend,

@@ -49,3 +49,92 @@ def proxy_ckpt(tmp_path_factory, demo_records) -> Path:
     cfg = ProxyConfig(hidden=64, layers=2, heads=4, seq_len=128, tokens=32768, batch_size=8)
     train_proxy(pool, {"demo": pool[:20]}, cfg, tokenizer_dir=tok, save_dir=root / "ckpt")
     return root / "ckpt"
+
+
+# The trainers' own readers, installed by `make venv` into .verify/ with --no-deps (their
+# dependencies would downgrade the venv's torch / huggingface_hub); appended to sys.path
+# after the venv, so .verify only adds what the venv lacks. A test skips, naming the
+# import error, only when the library cannot be imported from there.
+VERIFY = Path(__file__).resolve().parents[2] / ".verify"
+
+
+def _use_verify() -> None:
+    import sys
+
+    if str(VERIFY) not in sys.path:
+        sys.path.append(str(VERIFY))
+
+
+def _skip(library: str, error: Exception) -> None:
+    pytest.skip(
+        f"{library} cannot be imported from {VERIFY} ({error}); `make venv` installs it "
+        "with pip install --no-deps --target .verify"
+    )
+
+
+@pytest.fixture(scope="session")
+def megatron():
+    """megatron-core 0.16's dataset classes (CPU: its C++ helpers ship compiled)."""
+    import warnings
+    from types import SimpleNamespace
+
+    _use_verify()
+    try:
+        with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed"
+            warnings.simplefilter("ignore")
+            from megatron.core.datasets.blended_megatron_dataset_builder import (
+                BlendedMegatronDatasetBuilder,
+            )
+            from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+            from megatron.core.datasets.indexed_dataset import IndexedDataset
+            from megatron.core.datasets.utils import get_blend_from_list
+            from megatron.core.tokenizers import MegatronTokenizer
+    except ImportError as e:
+        _skip("megatron-core", e)
+    return SimpleNamespace(
+        BlendedMegatronDatasetBuilder=BlendedMegatronDatasetBuilder,
+        GPTDataset=GPTDataset,
+        GPTDatasetConfig=GPTDatasetConfig,
+        IndexedDataset=IndexedDataset,
+        get_blend_from_list=get_blend_from_list,
+        MegatronTokenizer=MegatronTokenizer,
+    )
+
+
+@pytest.fixture(scope="session")
+def streaming():
+    """mosaicml-streaming's ``streaming`` package, its text readers and writers.
+
+    Its ``__init__`` imports ``streaming.vision``, which needs torchvision; the only
+    torchvision wheels for this torch are CUDA builds that break the venv's CPU torch.
+    When torchvision is what is missing, the package is loaded without running its
+    ``__init__`` and ``streaming.base`` (MDSWriter, StreamingDataset, Stream: the
+    library's own classes, unchanged) is imported into it.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    _use_verify()
+    try:
+        import streaming
+
+        return streaming
+    except ModuleNotFoundError as e:
+        if e.name != "torchvision":
+            _skip("mosaicml-streaming", e)
+    except ImportError as e:
+        _skip("mosaicml-streaming", e)
+    for name in [m for m in sys.modules if m == "streaming" or m.startswith("streaming.")]:
+        del sys.modules[name]  # what the failed import left half-done
+    spec = importlib.util.find_spec("streaming")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["streaming"] = module
+    try:
+        base = importlib.import_module("streaming.base")
+    except ImportError as e:
+        del sys.modules["streaming"]
+        _skip("mosaicml-streaming", e)
+    for name in ("MDSWriter", "StreamingDataset", "Stream"):
+        setattr(module, name, getattr(base, name))
+    return module
