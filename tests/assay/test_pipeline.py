@@ -321,7 +321,7 @@ def test_skipped_steps_use_what_is_there(slice_run, tmp_path):
 def _bench():
     from assay.cli_pipeline import _benchmark_module
 
-    return _benchmark_module()
+    return _benchmark_module("efficacy_common")
 
 
 def test_efficacy_tokens_to_reach_by_hand():
