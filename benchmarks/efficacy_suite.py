@@ -126,7 +126,8 @@ def run_target(job: dict[str, Any]) -> dict[str, Any]:
         _write(folder / "pool.jsonl", [{"text": t} for t in pool.texts])
         pool = with_dsir(pool, folder / "dev.jsonl", folder / "pool.jsonl")
         done = folder / "result.json"  # arms trained earlier at the same config are kept
-        prev = json.loads(done.read_text())["arms"] if job["keep_arms"] else {}
+        earlier = json.loads(done.read_text()) if job["keep_arms"] else {}
+        prev = earlier.get("arms", {})
         new = train_arms(
             pool, [d["text"] for d in evals], Path(job["bpe"]),
             budget_tokens=job["budget_tokens"], seeds=job["seeds"], preset=job["preset"],
@@ -141,7 +142,8 @@ def run_target(job: dict[str, Any]) -> dict[str, Any]:
         result = {
             "target": job["name"], "kind": job["kind"], "config": job["config"],
             "pool_docs": sub["rows"], "dev_docs": len(dev), "eval_docs": len(evals),
-            "mix": mix, "arms": results, "seconds": round(time.perf_counter() - t0, 1),
+            "mix": mix, "arms": results,
+            "seconds": round(earlier.get("seconds", 0) + time.perf_counter() - t0, 1),
         }  # fmt: skip
         done.write_text(json.dumps(result, indent=2, default=str))
         return result
