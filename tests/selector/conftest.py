@@ -138,3 +138,32 @@ def streaming():
     for name in ("MDSWriter", "StreamingDataset", "Stream"):
         setattr(module, name, getattr(base, name))
     return module
+
+
+@pytest.fixture(scope="session")
+def selection(annotated_sample, tmp_path_factory) -> Path:
+    """A selection of the demo sample by domain (5,000 MiniLM tokens), for export tests."""
+    from selector.select import SelectConfig, select
+
+    out = tmp_path_factory.mktemp("sel") / "selected"
+    cfg = SelectConfig(
+        budget_tokens=5000, score="heuristics.rps_doc_frac_unique_words", group_by="domain",
+        tokenizer="all-minilm-l6-v2",
+    )  # fmt: skip
+    select(annotated_sample, out, cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tok_dir(tmp_path_factory) -> Path:
+    """MiniLM with [SEP] as its EOS (BERT has none): Megatron gets an EOD token and
+    OLMo-core a document separator."""
+    from transformers import AutoTokenizer
+
+    from raters.hub import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-minilm-l6-v2"))
+    tok.eos_token = "[SEP]"
+    path = tmp_path_factory.mktemp("tok") / "minilm-eos"
+    tok.save_pretrained(path)
+    return path

@@ -61,33 +61,6 @@ def olmo() -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def selection(annotated_sample, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sel") / "selected"
-    cfg = SelectConfig(
-        budget_tokens=5000,
-        score="heuristics.rps_doc_frac_unique_words",
-        group_by="domain",
-        tokenizer=TOKENIZER,
-    )
-    select(annotated_sample, out, cfg)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory) -> Path:
-    """MiniLM with [SEP] as its EOS (BERT has none): a real tokenizer OLMo-core can split."""
-    from transformers import AutoTokenizer
-
-    from raters.hub import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model(TOKENIZER))
-    tok.eos_token = "[SEP]"
-    path = tmp_path_factory.mktemp("tok") / "minilm-eos"
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def exported(selection, tok_dir, tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("olmo") / "olmo-core"
     m = export_selection(

@@ -28,37 +28,10 @@ import yaml
 from selector.export.run import export_selection
 from selector.mix_export import export_mixture
 from selector.mixture import Mixture
-from selector.select import SelectConfig, read_selection, select
+from selector.select import read_selection
 
 TOKENIZER = "all-minilm-l6-v2"
 SEQ = 8  # Megatron sample length: small, so the demo groups make many samples
-
-
-@pytest.fixture(scope="module")
-def selection(annotated_sample, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sel") / "selected"
-    cfg = SelectConfig(
-        budget_tokens=5000,
-        score="heuristics.rps_doc_frac_unique_words",
-        group_by="domain",
-        tokenizer=TOKENIZER,
-    )
-    select(annotated_sample, out, cfg)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory) -> Path:
-    """MiniLM with [SEP] as its EOS (BERT has none), so Megatron gets an EOD token."""
-    from transformers import AutoTokenizer
-
-    from raters.hub import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model(TOKENIZER))
-    tok.eos_token = "[SEP]"
-    path = tmp_path_factory.mktemp("tok") / "minilm-eos"
-    tok.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
