@@ -30,11 +30,11 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from assay.errors import AssayError
+from selector.export.tokens import StagedWriter
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -56,7 +56,7 @@ def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size < 65500 else np.int32
 
 
-class MegatronWriter:
+class MegatronWriter(StagedWriter):
     """Stream documents into ``PREFIX.bin``; ``close`` writes ``PREFIX.idx``.
 
     Both files are written under temporary names and renamed at the end, so a prefix is
@@ -109,20 +109,6 @@ class MegatronWriter:
     def abort(self) -> None:
         self._bin.close()
         self._tmp_bin.unlink(missing_ok=True)
-
-    def __enter__(self) -> MegatronWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 @dataclass

@@ -37,20 +37,19 @@ from __future__ import annotations
 import gzip
 import os
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from assay.errors import AssayError, ConfigError
+from selector.export.tokens import StagedWriter, iter_texts
 
 DATA = "data"
 PATH_TEMPLATE = DATA + "/{group}/*.npy"
 MAX_FILE_TOKENS = 2**32 - 1
 DEFAULT_FILE_TOKENS = 2**28  # 512 MiB of uint16 per file
-BATCH = 256  # documents tokenised per call
 
 
 def group_folder(name: str) -> str:
@@ -105,7 +104,7 @@ def _one_line(value: Any) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
-class TokenFileWriter:
+class TokenFileWriter(StagedWriter):
     """Stream documents (token ids, EOS appended here) into ``folder/part-NNNNN.npy``
     files of at most ``max_file_tokens`` tokens each, with their ``.csv.gz`` index.
 
@@ -200,38 +199,6 @@ class TokenFileWriter:
         for path in self._paths(len(self.files)):
             self._tmp(path).unlink(missing_ok=True)
         self._bin = self._raw = self._index = None
-
-    def __enter__(self) -> TokenFileWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def iter_texts(
-    shards: Sequence[Path], text_field: str, id_field: str = "id"
-) -> Iterator[tuple[list[str], list[Any]]]:
-    """Batches of (texts, ids) from Parquet shards, read a batch at a time."""
-    import pyarrow.parquet as pq
-
-    for shard in shards:
-        pf = pq.ParquetFile(shard)
-        names = pf.schema_arrow.names
-        if text_field not in names:
-            raise AssayError(f"{shard}: no {text_field!r} column", hint="check --text-field")
-        columns = [text_field] + ([id_field] if id_field in names else [])
-        for batch in pf.iter_batches(batch_size=BATCH, columns=columns):
-            texts = batch.column(text_field).to_pylist()
-            ids = batch.column(id_field).to_pylist() if id_field in names else [""] * len(texts)
-            yield texts, ids
 
 
 def write_group(

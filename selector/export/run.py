@@ -112,9 +112,8 @@ def megatron_prefix(group: str) -> str:
 def _write_megatron(
     shards: list[Path], prefix: Path, tokenizer: Any, append_eod: bool, text_field: str
 ) -> dict[str, int]:
-    import pyarrow.parquet as pq
-
     from selector.export.megatron import MegatronWriter
+    from selector.export.tokens import iter_texts
 
     eod = tokenizer.eos_token_id
     if append_eod and eod is None:
@@ -124,16 +123,13 @@ def _write_megatron(
         )
     docs = tokens = 0
     with MegatronWriter(prefix, vocab_size=len(tokenizer)) as writer:
-        for shard in shards:
-            texts = pq.read_table(shard, columns=[text_field]).column(text_field).to_pylist()
-            for i in range(0, len(texts), 256):
-                enc = tokenizer(texts[i : i + 256], add_special_tokens=False)["input_ids"]
-                for ids in enc:
-                    if append_eod:
-                        ids = [*ids, eod]
-                    writer.add(ids)
-                    tokens += len(ids)
-                    docs += 1
+        for texts, _ in iter_texts(shards, text_field):
+            for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+                if append_eod:
+                    ids = [*ids, eod]
+                writer.add(ids)
+                tokens += len(ids)
+                docs += 1
     return {"docs": docs, "tokens": tokens}
 
 
