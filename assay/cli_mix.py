@@ -62,6 +62,9 @@ def search(
     guard: bool = typer.Option(
         True, help="climb/regmix: rerun the best measured mixture at the verify seeds too"
     ),
+    holdout: float = typer.Option(
+        0.5, help="trust: share of the target documents only the verification reads"
+    ),
     proxy_hidden: int = typer.Option(64, help="Proxy width"),
     proxy_layers: int = typer.Option(2, help="Proxy layers"),
     proxy_heads: int = typer.Option(4, help="Proxy attention heads"),
@@ -103,7 +106,7 @@ def search(
             n_candidates=candidates, top_k=top_k, explore=explore, objective=objective,
             seed=seed, verify=verify, guard=guard, text_field=text_field, id_field=id_field,
             predictors=predictors, trust_kl=trust_kl, kappa=kappa,
-            min_group_share=min_group_share,
+            min_group_share=min_group_share, holdout=holdout,
         )  # fmt: skip
         proxy = ProxyConfig(
             hidden=proxy_hidden, layers=proxy_layers, heads=proxy_heads, seq_len=proxy_seq_len,

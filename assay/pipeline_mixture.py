@@ -57,6 +57,7 @@ def step_mix(ctx: Context) -> dict[str, Any]:
         top_k=cfg.top_k, seed=ctx.recipe.seed, verify=cfg.verify, guard=cfg.guard,
         budget_tokens=ctx.recipe.select.budget_tokens, predictors=cfg.predictors,
         trust_kl=cfg.trust_kl, kappa=cfg.kappa, min_group_share=cfg.min_group_share,
+        holdout=cfg.holdout,
     )  # fmt: skip
     args = (source, [target_file(ctx)], out / "mixture.json", search, proxy_config(cfg.proxy, ctx))
     annotated = str(ctx.artifact("annotate")) if ctx.artifact("cluster") else None

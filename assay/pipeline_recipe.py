@@ -129,6 +129,9 @@ class MixStep:
     verify: int = 3
     """trust: seeds of the final proposal-vs-prior check (>= 2, or 0 to skip); climb /
     regmix: seeds trained on the found mixture."""
+    holdout: float = 0.5
+    """trust: share of the target documents the search never fits on; the verification
+    reads only those (0 = verify on the searched documents)."""
     guard: bool = True
     """climb / regmix: keep the best measured mixture instead when it beats the predicted
     optimum at the verification seeds (``selector.search.SearchConfig.guard``)."""

@@ -51,6 +51,7 @@ from selector.trust_search.budget import (
     default_proxies,
     zeroed_groups,
 )
+from selector.trust_search.holdout import split_targets
 
 METHODS = ("trust", "climb", "regmix")
 
@@ -103,6 +104,11 @@ class SearchConfig:
     """trust: seeds at which the proposal and the prior are both trained at the end (>= 2;
     the proposal is kept only if it wins by more than their noise). climb / regmix: seeds
     trained on the found mixture. 0 skips it."""
+    holdout: float = 0.5
+    """trust: share of each target's documents that the rounds never fit on; the final
+    verification reads only those (``selector.trust_search.holdout``). 0 = verify on the
+    documents the search fitted. Not applied with ``--proxy-cmd`` / ``--runs-csv``, whose
+    runs score the target files themselves."""
     guard: bool = True
     """climb / regmix, with ``verify``: also retrain the best mixture already measured at
     the same seeds, and keep whichever of it and the predicted optimum measures lower. At a
@@ -130,6 +136,8 @@ class SearchConfig:
             raise ConfigError("--top-k must be >= 1 and <= --candidates")
         if self.verify < 0:
             raise ConfigError(f"--verify must be >= 0, got {self.verify}")
+        if not 0 <= self.holdout < 1:
+            raise ConfigError(f"--holdout must be in [0, 1), got {self.holdout}")
 
 
 def group_order(names: set[str]) -> list[str]:
@@ -182,12 +190,25 @@ def run_search(
     if len(names) < 2:
         raise AssayError(f"--group-by {config.group_by!r} gives {len(names)} group; need >= 2")
     say(f"{len(docs.texts):,} documents in {len(names)} groups ({excluded} target docs left out)")
+    own_runs = proxy_cmd is None and runs_csv is None
+    share = config.holdout if config.method == "trust" and config.verify >= 2 and own_runs else 0
+    search_sets, holdout_sets, split = split_targets(tsets, share, config.seed)
+    evals = {**search_sets, **holdout_sets}  # every run scores both halves
+    if holdout_sets:
+        say("target documents: " + ", ".join(
+            f"{n} {c['search']} searched + {c['holdout']} held out for the verification"
+            if c["holdout"] else f"{n} {c['search']} (too few to hold any out)"
+            for n, c in split.items()
+        ))  # fmt: skip
+    elif config.holdout and config.method == "trust" and not own_runs:
+        say("--holdout is not applied with --proxy-cmd / --runs-csv: the verification reads "
+            "the documents the search fitted")  # fmt: skip
 
     train, counts = None, {}
     builtin = (runs_csv is None or config.proxies or config.verify) and proxy_cmd is None
     if builtin or docs.n_tokens is None:  # the proxy tokenizer also counts group tokens
         train, counts = builtin_trainer(
-            docs, tsets, proxy, workdir, config.seed, tokenizer_dir, say
+            docs, evals, proxy, workdir, config.seed, tokenizer_dir, say
         )
         train = train if builtin else None
     if proxy_cmd is not None:
@@ -254,7 +275,7 @@ def run_search(
         "source": docs.provenance.get("path"),
         "group_by": config.group_by,
         "groups": names,
-        "targets": {n: len(t[0]) for n, t in tsets.items()},
+        "targets": {n: len(t[0]) for n, t in evals.items()},
         "proxy": proxy.to_dict()
         if proxy_cmd is None
         else {"command": proxy_cmd, "tokens": proxy.tokens, "seed": proxy.seed},
@@ -264,13 +285,13 @@ def run_search(
         "tokenizer": counts.get("tokenizer") if tokenizer_dir else None,
         "offline_runs": runs_csv,
     }
-    cache = load_cache(workdir / "runs.csv", key, names, list(tsets)) if resume else {}
+    cache = load_cache(workdir / "runs.csv", key, names, list(evals)) if resume else {}
     if cache:
         say(f"--resume: {len(cache)} finished runs in {workdir / 'runs.csv'} are reused")
-    log = RunLog(workdir / "runs.csv", names, list(tsets), key)
+    log = RunLog(workdir / "runs.csv", names, list(evals), key)
     runner = Runner(
         names,
-        list(tsets),
+        list(search_sets),
         config.objective,
         log,
         proxy,
@@ -278,6 +299,7 @@ def run_search(
         "command" if proxy_cmd else "builtin",
         say,
         cache=cache,
+        holdout=list(holdout_sets),
     )
     rng = np.random.default_rng(config.seed)
     if X0 is not None and y0 is not None:
@@ -303,6 +325,7 @@ def run_search(
     method = {
         "name": config.method,
         "objective": {"metric": config.objective, "targets": list(tsets), "reduce": "mean"},
+        "holdout": {"share": share, "docs": split},
         "proxy": proxy.to_dict()
         if proxy_cmd is None
         else {"command": proxy_cmd, "tokens": proxy.tokens},

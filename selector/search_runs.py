@@ -115,8 +115,20 @@ class Runner:
     runs: int = 0
     cache: dict[int, tuple[np.ndarray, Metrics]] = field(default_factory=dict)
     """Runs of an interrupted search to replay instead of training (``load_cache``)."""
+    holdout: list[str] = field(default_factory=list)
+    """Targets every run scores but only the verification reads
+    (``selector.trust_search.holdout``)."""
 
-    def measure(self, w: np.ndarray, rnd: int | str, predicted: float, seed: int) -> float:
+    def measure(
+        self,
+        w: np.ndarray,
+        rnd: int | str,
+        predicted: float,
+        seed: int,
+        targets: list[str] | None = None,
+    ) -> float:
+        """Train (or replay) one run; its objective, averaged over ``targets`` (default: the
+        search targets)."""
         start = time.perf_counter()
         weights = {g: float(x) for g, x in zip(self.names, w, strict=True) if x > 0}
         hit = self.cache.get(self.runs)
@@ -125,7 +137,7 @@ class Runner:
             metrics, source = hit[1], "cached"
         else:
             metrics = self.train(weights, self.runs, seed)
-        obj = float(np.mean([metrics[t][self.objective] for t in self.targets]))
+        obj = float(np.mean([metrics[t][self.objective] for t in targets or self.targets]))
         seconds = time.perf_counter() - start
         self.log.add(self.runs, rnd, source, seed, w, metrics, obj, predicted, seconds)
         self.say(f"run {self.runs} round {rnd}: {self.objective} {obj:.4f} ({seconds:.1f} s)")

@@ -7,5 +7,8 @@ Modules, in the order the search uses them:
 - ``trust``: the trust region (KL to the prior), candidate pools, and the proposal that
   minimises an upper confidence bound and shrinks toward the prior;
 - ``loop``: the rounds (fit every surrogate, pick by cross-validation, propose, measure);
-- ``verify``: the final check of the proposal against the prior at several seeds.
+- ``holdout``: each target split once into the documents the rounds fit on and those
+  only the verification reads;
+- ``verify``: the final check of the proposal against the prior at several seeds, on the
+  held-out documents.
 """

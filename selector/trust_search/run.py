@@ -3,6 +3,7 @@ the rounds, then the verification against the prior at fresh seeds."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -54,9 +55,14 @@ def search_trust(
         verification = {"chosen": "proposal", "reason": "--verify 0: not checked"}
     else:
         seeds = [proxy_seed + 1 + s for s in range(config.verify)]
-        a = [runner.measure(weights, "verify-proposal", prop.mean, s) for s in seeds]
-        b = [runner.measure(prior, "verify-prior", prop.prior_mean, s) for s in seeds]
+        held = list(getattr(runner, "holdout", []))  # documents the rounds never fitted
+        on = held or None
+        pa, pb = (math.nan, math.nan) if held else (prop.mean, prop.prior_mean)
+        a = [runner.measure(weights, "verify-proposal", pa, s, targets=on) for s in seeds]
+        b = [runner.measure(prior, "verify-prior", pb, s, targets=on) for s in seeds]
         verification = verify_against_prior(a, b)
+        verification["targets"] = held or list(runner.targets)
+        verification["on"] = "held-out target documents" if held else "the searched documents"
         d, n = verification["difference"], verification["noise"]
         if verification["chosen"] == "prior":
             weights = prior

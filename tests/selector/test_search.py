@@ -332,3 +332,56 @@ def test_cli_search_and_export(corpus, tmp_path):
         assert "epochs" in res.output
     bad = CliRunner().invoke(app, ["mix", "export", str(out), "--format", "x", "-o", "y"])
     assert bad.exit_code == 2 and "--format must be one of" in bad.output
+
+
+@pytest.mark.slow
+def test_trust_search_verifies_on_held_out_target_documents(corpus, tmp_path):
+    """Built-in proxies: the rounds fit on one half of the target, the verification reads
+    only the other half, and runs.csv records both halves for every run."""
+    import torch
+
+    torch.set_num_threads(1)
+    pool, val = corpus
+    cfg = SearchConfig(group_by="domain", proxies=10, n_candidates=2000)
+    said: list[str] = []
+    mix = run_search(pool, [str(val)], tmp_path / "m.json", cfg, ProxyConfig(**MICRO),
+                     say=said.append)  # fmt: skip
+    m = mix.method
+    assert m["holdout"] == {"share": 0.5, "docs": {"wiki-val": {"search": 10, "holdout": 10}}}
+    assert any("10 searched + 10 held out for the verification" in s for s in said)
+    rows = _runs(tmp_path / "m.search" / "runs.csv")
+    for r in rows:
+        assert float(r["wiki-val:loss"]) > 0 and float(r["wiki-val.holdout:loss"]) > 0
+    verify = [r for r in rows if r["round"].startswith("verify")]
+    searched = [r for r in rows if not r["round"].startswith("verify")]
+    assert len(searched) == 10
+    assert all(r["objective"] == r["wiki-val:loss"] for r in searched)
+    v = m["verification"]
+    if verify:  # the proposal moved: both mixtures were retrained and scored on the holdout
+        assert len(verify) == 6 and all(r["objective"] == r["wiki-val.holdout:loss"]
+                                        for r in verify)  # fmt: skip
+        assert v["targets"] == ["wiki-val.holdout"] and v["on"] == "held-out target documents"
+        assert v["proposal"] == pytest.approx(
+            [float(r["objective"]) for r in verify if r["round"] == "verify-proposal"], abs=1e-5
+        )
+    else:
+        assert v["chosen"] == "prior"
+
+
+def test_target_split_is_disjoint_seeded_and_skips_small_targets():
+    from selector.trust_search.holdout import split_targets
+
+    texts = [f"document {i}" for i in range(21)]
+    tsets = {"big": (texts, [str(i) for i in range(21)]), "small": (texts[:5], list("abcde"))}
+    search, held, report = split_targets(tsets, 0.5, seed=3)
+    assert report == {"big": {"search": 11, "holdout": 10}, "small": {"search": 5, "holdout": 0}}
+    assert set(held) == {"big.holdout"} and search["small"] == tsets["small"]
+    ids_s, ids_h = set(search["big"][1]), set(held["big.holdout"][1])
+    assert not ids_s & ids_h and ids_s | ids_h == set(tsets["big"][1])
+    assert split_targets(tsets, 0.5, seed=3)[1] == held  # a resumed search splits alike
+    assert split_targets(tsets, 0.5, seed=4)[1] != held
+    assert split_targets(tsets, 0.0, seed=3)[1] == {}
+    with pytest.raises(ConfigError, match="holdout"):
+        split_targets(tsets, 1.0, seed=3)
+    with pytest.raises(ConfigError, match="clashes"):
+        split_targets({"a": tsets["big"], "a.holdout": tsets["big"]}, 0.5, seed=0)
