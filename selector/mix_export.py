@@ -5,11 +5,14 @@ holds **token** shares; trainers weight other things:
 
 - ``megatron``: ``data_args.txt`` (``--data-args-path``) and ``blend.json``
   (``--per-split-data-args-path``); weights samples of ``seq_len`` tokens. Fixed-length
-  packed samples make the sample share equal the token share: no conversion.
+  packed samples make the sample share equal the token share: no conversion. ``{group}``
+  of the path template (default ``data/{group}_text_document``) is filled with
+  :func:`selector.export.megatron.group_stem`, as ``assay export --format megatron``
+  names its prefixes (``topic 3/web`` -> ``topic_3_web_text_document``).
 - ``nemo``: ``paths.json`` for ``PreTrainingDataModule(paths=...)``; Megatron-core
-  semantics, no conversion.
-- ``nanotron``: ``nanoset.yaml`` (``dataset_folder: {path: weight}``); samples of
-  ``sequence_length`` tokens, no conversion.
+  semantics, no conversion; prefixes named as for ``megatron``.
+- ``nanotron``: ``nanoset.yaml`` (``dataset_folder: [path, ...]``, ``dataset_weights:
+  [w, ...]``); samples of ``sequence_length + 1`` tokens, no conversion.
 - ``olmo-core``: ``source_mixture.yaml`` (``SourceMixtureList``); tokens, no conversion;
   ``max_repetition_ratio`` from the implied epochs. Paths ``data/{group}/*.npy``: the
   token files ``assay export --format olmo-core`` writes, relative to its folder, or
@@ -43,6 +46,7 @@ from typing import Any
 
 from assay import manifest as mf
 from assay.errors import AssayError, ConfigError
+from selector.export.megatron import group_stem
 from selector.export.olmo_core import PATH_TEMPLATE as OLMO_CORE_PATHS
 from selector.export.olmo_core import group_folder
 from selector.mixture import Mixture
@@ -139,11 +143,15 @@ def export_rows(
                 epochs,
             )
         )
-    paths = [r.path for r in rows]
-    if len(set(paths)) != len(paths):
-        raise ConfigError(
-            "two groups map to the same data path", hint="put {group} in --path-template"
-        )
+    seen: dict[str, str] = {}
+    for r in rows:
+        if r.path in seen:
+            raise ConfigError(
+                f"two groups map to the same data path {r.path!r}: {seen[r.path]!r} and "
+                f"{r.group!r}",
+                hint="put {group} in --path-template, or rename one of the groups",
+            )
+        seen[r.path] = r.group
     return rows
 
 
@@ -195,6 +203,8 @@ def export_mixture(
     template = path_template
     used = [g for g in mixture.groups if g.weight > 0]
     key: Callable[[str], str] = str
+    if fmt in ("megatron", "nemo"):
+        key = group_stem  # the token export's prefix names: one --data-path token each
     if fmt == "olmo-core":
         key = group_folder
         if not all(p.endswith(".npy") for g in used for p in g.paths):

@@ -21,11 +21,17 @@ One sequence per document here (what ``preprocess_data.py`` does without sentenc
 splitting), so the document indices are ``0, 1, ..., S``. Token ids are stored as uint16
 when the vocabulary has fewer than 65,500 entries, int32 otherwise (Megatron's
 ``DType.optimal_dtype``). Megatron and NeMo read the files as ``--data-path PREFIX``.
+
+A group's prefix is :func:`megatron_prefix` of its name, ``<stem>_text_document``; the
+mixture exporter (:mod:`selector.mix_export`, ``assay mix export -f megatron | nemo``)
+fills ``{group}`` of its path template with the same :func:`group_stem`, so a blend's
+``data/{group}_text_document`` names the files the token export wrote.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assay.errors import AssayError
+from assay.errors import AssayError, ConfigError
 from selector.export.tokens import StagedWriter
 
 MAGIC = b"MMIDIDX\x00\x00"
@@ -49,6 +55,34 @@ DTYPE_CODES: dict[type, int] = {
     np.uint16: 8,
 }
 CODE_DTYPES = {code: dtype for dtype, code in DTYPE_CODES.items()}
+SUFFIX = "_text_document"  # preprocess_data.py's name for the prefix of a "text" column
+
+
+def group_stem(name: str) -> str:
+    """A group's name as its prefix holds it: anything but letters, digits, ``-`` and
+    ``.`` replaced by ``_``, so the prefix is one token of a ``--data-path`` list (Megatron
+    splits it on whitespace) and one file name (no ``/``). Not one-to-one (``a b`` and
+    ``a/b`` share ``a_b``): the exporters refuse groups whose prefixes collide."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", name)
+
+
+def megatron_prefix(name: str) -> str:
+    """The prefix ``assay export -f megatron`` writes a group to: ``topic 3/web`` ->
+    ``topic_3_web_text_document``."""
+    return group_stem(name) + SUFFIX
+
+
+def check_prefixes(names: Sequence[str]) -> None:
+    """Refuse groups whose prefixes would be one file (``a b`` and ``a/b``)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        prefix = megatron_prefix(name)
+        if prefix in seen:
+            raise ConfigError(
+                f"groups {seen[prefix]!r} and {name!r} would both be Megatron prefix {prefix!r}",
+                hint="rename one (letters, digits, '-' and '.' are kept, the rest become '_')",
+            )
+        seen[prefix] = name
 
 
 def token_dtype(vocab_size: int) -> type:
@@ -158,4 +192,14 @@ def read_documents(prefix: str | os.PathLike) -> Iterator[np.ndarray]:
         yield np.concatenate(parts) if parts else np.zeros(0, dtype=index.dtype)
 
 
-__all__ = ["MegatronIndex", "MegatronWriter", "read_documents", "read_index", "token_dtype"]
+__all__ = [
+    "SUFFIX",
+    "MegatronIndex",
+    "MegatronWriter",
+    "check_prefixes",
+    "group_stem",
+    "megatron_prefix",
+    "read_documents",
+    "read_index",
+    "token_dtype",
+]

@@ -2,7 +2,8 @@
 
 Every group of the selection (``group=<name>/``) becomes one unit of the output: a
 folder of shards (``jsonl``, ``parquet``, ``mds``), an HF ``datasets`` folder (``hf``),
-or a Megatron prefix ``<name>_text_document`` (``megatron``, tokenised here with the
+or a Megatron prefix ``<name>_text_document`` (``megatron``, the name as
+:func:`selector.export.megatron.megatron_prefix` writes it, tokenised here with the
 target tokenizer, an end-of-document token appended per document by default as
 ``preprocess_data.py --append-eod`` does), or OLMo-core token files
 ``data/<name>/part-NNNNN.npy`` (``olmo-core``, tokenised the same way, EOS always
@@ -20,7 +21,6 @@ pass over the blend reads each group once and every share is exactly available.
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -103,12 +103,6 @@ def vocabulary_record(tokenizer: Any) -> dict[str, Any]:
     return {"size": len(tokenizer), "sha256": digest, "eos_token_id": tokenizer.eos_token_id}
 
 
-def megatron_prefix(group: str) -> str:
-    """``<group>_text_document`` with anything but letters, digits, ``-`` and ``.``
-    replaced, so the prefix is one token of a ``--data-path`` list."""
-    return re.sub(r"[^A-Za-z0-9.-]", "_", group) + "_text_document"
-
-
 def _write_megatron(
     shards: list[Path], prefix: Path, tokenizer: Any, append_eod: bool, text_field: str
 ) -> dict[str, int]:
@@ -153,6 +147,7 @@ def export_selection(
     """
     from selector.export import files
     from selector.export import olmo_core as olmo
+    from selector.export.megatron import check_prefixes, megatron_prefix
     from selector.select import read_selection
     from selector.select_write import commit_out, prepare_out
 
@@ -170,6 +165,8 @@ def export_selection(
     t0 = time.perf_counter()
     selected, out = Path(selected), Path(out)
     manifest, mixture = read_selection(selected)
+    if fmt == "megatron":
+        check_prefixes([g["name"] for g in manifest["groups"] if g["files"]])
     sel_tokenizer = manifest["tokens"]["tokenizer"]
     tok = tok_dir = None
     if fmt in TOKENISED:

@@ -144,7 +144,10 @@ def test_slice_runs_every_step_and_links_artifacts(slice_run):
     jsonl = sorted((out / "export" / "jsonl").rglob("*.jsonl*"))
     assert sum(1 for _ in read_documents(jsonl)) == sel["counts"]["docs_selected"]
     assert list((out / "export" / "megatron").rglob("*.idx"))
-    assert (out / "export" / "mixture-megatron" / "data_args.txt").exists()
+    args = (out / "export" / "mixture-megatron" / "data_args.txt").read_text().split()
+    # the blend names the exported prefixes, absolute: weight, prefix, weight, prefix, ...
+    prefixes = args[1::2]
+    assert prefixes and all(Path(p + ".idx").exists() for p in prefixes)
 
     # the summary: per group, then where each artifact is
     text = "\n".join(lines)

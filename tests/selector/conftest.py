@@ -140,6 +140,78 @@ def streaming():
     return module
 
 
+class _FlashAttnStandIn:
+    """An import hook that answers ``import flash_attn...`` with empty modules whose every
+    function raises; ``__version__`` "0" makes nanotron take its no-flash-attn branches."""
+
+    def find_spec(self, name, path, target=None):
+        import importlib.machinery
+
+        if name == "flash_attn" or name.startswith("flash_attn."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        import types
+
+        class Missing(types.ModuleType):
+            def __getattr__(self, attr):
+                if attr.startswith("__"):
+                    raise AttributeError(attr)
+
+                def missing(*args, **kwargs):
+                    raise RuntimeError(f"{self.__name__}.{attr}: flash-attn is not installed")
+
+                return missing
+
+        return Missing(spec.name)
+
+    def exec_module(self, module) -> None:
+        module.__path__ = []
+        module.__version__ = "0"
+
+
+@pytest.fixture(scope="session")
+def nanotron():
+    """nanotron's config classes and loader (``nanotron.config``), from the GitHub commit
+    ``make venv`` installs (PyPI's only release, 0.4, predates Nanosets).
+
+    ``nanotron.config`` imports nanotron's attention and model modules, which import
+    flash-attn (CUDA only, no CPU wheel) at module level and read its ``__version__``; no
+    config class calls it. When flash-attn is missing, :class:`_FlashAttnStandIn` answers
+    those imports while ``nanotron.config`` is imported, then leaves ``sys.meta_path`` and
+    ``sys.modules``, so no other test sees a flash-attn.
+    """
+    import sys
+    from types import SimpleNamespace
+
+    _use_verify()
+    stand_in = None
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        stand_in = _FlashAttnStandIn()
+        # what nanotron.config takes from the venv, imported before the stand-in is there
+        from datasets.download.streaming_download_manager import xPath  # noqa: F401
+        from transformers import AutoTokenizer  # noqa: F401
+
+        sys.meta_path.insert(0, stand_in)
+    try:
+        from nanotron.config import DatasetStageArgs, NanosetDatasetsArgs, get_config_from_dict
+    except ImportError as e:
+        _skip("nanotron (a GitHub commit: PyPI's 0.4 has no Nanosets)", e)
+    finally:
+        if stand_in is not None:
+            sys.meta_path.remove(stand_in)
+            for name in [m for m in sys.modules if m.split(".")[0] == "flash_attn"]:
+                del sys.modules[name]
+    return SimpleNamespace(
+        DatasetStageArgs=DatasetStageArgs,
+        NanosetDatasetsArgs=NanosetDatasetsArgs,
+        get_config_from_dict=get_config_from_dict,
+    )
+
+
 @pytest.fixture(scope="session")
 def selection(annotated_sample, tmp_path_factory) -> Path:
     """A selection of the demo sample by domain (5,000 MiniLM tokens), for export tests."""

@@ -12,8 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.errors import AssayError
-from selector.export.megatron import MegatronWriter, read_documents, read_index
+from assay.errors import AssayError, ConfigError
+from selector.export.megatron import (
+    MegatronWriter,
+    check_prefixes,
+    megatron_prefix,
+    read_documents,
+    read_index,
+)
 from selector.export.run import export_selection
 from selector.select import SelectConfig, read_selection, select
 
@@ -145,6 +151,14 @@ def test_idx_layout_by_hand(tmp_path):
     assert read_index(big).dtype is np.int32
     with pytest.raises(AssayError, match="out of range"), MegatronWriter(big, 10) as w:
         w.add([10])
+
+
+def test_prefix_names_one_data_path_token():
+    assert megatron_prefix("topic 3/web") == "topic_3_web_text_document"
+    assert megatron_prefix("wiki-en.v2") == "wiki-en.v2_text_document"
+    check_prefixes(["topic 3/web", "web"])
+    with pytest.raises(ConfigError, match="'a b' and 'a/b'"):
+        check_prefixes(["a b", "a/b"])  # one file: refused before anything is written
 
 
 def test_mds_without_streaming_says_how_to_install(selection, tmp_path):

@@ -4,7 +4,9 @@ the trainer's own sampler come out at the token shares asked for.
 - Megatron: megatron-core 0.16's ``IndexedDataset`` opens every exported prefix and yields
   the selected documents' token ids (fresh tokenisation, EOD after each); the blend files
   parse with ``get_blend_from_list`` and build ``GPTDataset``s blended by
-  ``BlendedDataset`` on CPU, whose per-sample draws are the blend's token shares.
+  ``BlendedDataset`` on CPU, whose per-sample draws are the blend's token shares; a
+  mixture exported without paths names the exported prefixes, even for group names with
+  spaces and slashes.
 - HF: ``datasets.load_from_disk`` reads every row; ``interleave_datasets`` with the
   blend's per-document probabilities draws documents whose tokens are the token shares.
 - MDS: mosaicml-streaming's ``StreamingDataset`` (local, no remote) reads every sample;
@@ -180,6 +182,59 @@ def test_megatron_weights_are_token_shares(megatron, selection, tok_dir, meg, tm
     _check_megatron_draws(train, prefixes, weights, stream)
     shares = np.bincount(np.asarray(train.dataset_index)) * SEQ / (len(train) * SEQ)
     assert shares == pytest.approx(weights, abs=1.0 / len(train) + 1e-9)
+
+
+@pytest.fixture(scope="module")
+def odd_selection(annotated_sample, tmp_path_factory) -> Path:
+    """The demo sample selected by a group column whose names Megatron prefixes cannot hold
+    as they are (``topic <i>/<domain>``: a space and a slash)."""
+    import shutil
+
+    import pyarrow as pa
+
+    from selector.select import SelectConfig, select
+
+    root = tmp_path_factory.mktemp("odd")
+    annotated = root / "annotated"
+    shutil.copytree(annotated_sample, annotated)
+    shards = sorted(annotated.glob("part-*.parquet"))
+    domains = sorted({d for f in shards for d in pq.read_table(f)["domain"].to_pylist()})
+    topic = {d: f"topic {i}/{d}" for i, d in enumerate(domains)}
+    for f in shards:
+        table = pq.read_table(f)
+        names = pa.array([topic[d] for d in table["domain"].to_pylist()])
+        pq.write_table(table.set_column(table.schema.get_field_index("domain"), "domain", names), f)
+    cfg = SelectConfig(
+        budget_tokens=3000, score="heuristics.rps_doc_frac_unique_words", group_by="domain",
+        tokenizer=TOKENIZER,
+    )  # fmt: skip
+    select(annotated, root / "selected", cfg)
+    return root / "selected"
+
+
+def test_megatron_mixture_names_the_exported_prefixes(megatron, odd_selection, tok_dir, tmp_path):
+    """``assay mix export -f megatron`` of a searched mixture (no paths: ``{group}`` filled
+    from the names) points at the prefixes ``assay export -f megatron`` wrote for the same
+    groups, whatever characters the names hold; megatron-core opens and blends them."""
+    root = tmp_path / "meg"
+    m = export_selection(odd_selection, root, "megatron", tokenizer=str(tok_dir))
+    assert any(" " in g["name"] and "/" in g["name"] for g in m["groups"])
+    _, mixture = read_selection(odd_selection)
+    searched = dataclasses.replace(
+        mixture, groups=[dataclasses.replace(g, paths=[]) for g in mixture.groups if g.weight > 0]
+    )
+    template = f"{root.resolve()}/{{group}}_text_document"
+    for fmt in ("megatron", "nemo"):
+        export_mixture(searched, fmt, tmp_path / fmt, path_template=template)
+    tokens = (tmp_path / "megatron" / "data_args.txt").read_text().split()
+    prefixes, weights = megatron.get_blend_from_list(tokens)
+    nemo = json.loads((tmp_path / "nemo" / "paths.json").read_text())
+    assert megatron.get_blend_from_list(nemo["train"]) == (prefixes, weights)
+    assert sorted(prefixes) == sorted(str((root / g["path"]).resolve()) for g in m["groups"])
+    assert all(megatron.IndexedDataset.exists(p) for p in prefixes)
+    stream = {p: set(np.fromfile(p + ".bin", dtype="<u2").tolist()) for p in prefixes}
+    train = _megatron_blend(megatron, tok_dir, (prefixes, weights), 400)
+    _check_megatron_draws(train, prefixes, weights, stream)
 
 
 def test_hf_export_loads_every_row(selection, tmp_path):

@@ -113,11 +113,35 @@ def test_mds_streams_one_scheme(mixture, tmp_path):
     assert chosen["a"]["choose"] == 15 and chosen["b"]["choose"] == 150
 
 
+def test_megatron_group_names_fill_as_the_token_export_names_its_prefixes(tmp_path):
+    """A name with a space and a slash: ``{group}`` of a Megatron / NeMo template is filled
+    as ``assay export -f megatron`` names the prefix, so the blend names the exported files."""
+    from selector.export.megatron import megatron_prefix
+
+    mix = Mixture(
+        [Group("topic 3/web", 0.25, 1_000, 10), Group("b", 0.75, 1_000, 10)], group_by="topic"
+    )
+    export_mixture(mix, "megatron", tmp_path / "meg")
+    pairs = _pairs((tmp_path / "meg" / "data_args.txt").read_text().split())
+    want = [f"data/{megatron_prefix('topic 3/web')}", f"data/{megatron_prefix('b')}"]
+    assert want == ["data/topic_3_web_text_document", "data/b_text_document"]
+    assert [p for _, p in pairs] == want
+    export_mixture(mix, "nemo", tmp_path / "nemo")
+    paths = json.loads((tmp_path / "nemo" / "paths.json").read_text())
+    assert paths["train"][1::2] == want
+
+
+def test_megatron_groups_that_share_a_prefix_are_refused(tmp_path):
+    mix = Mixture([Group("a b", 0.5, 1_000, 10), Group("a/b", 0.5, 1_000, 10)], group_by="g")
+    with pytest.raises(ConfigError, match="'a b' and 'a/b'"):
+        export_mixture(mix, "megatron", tmp_path)
+
+
 def test_nanotron_dataset_folder(mixture, tmp_path):
     export_mixture(mixture, "nanotron", tmp_path, path_template="/tok/{group}")
     doc = yaml.safe_load((tmp_path / "nanoset.yaml").read_text())
-    folders = doc["data_stages"][0]["data"]["dataset"]["dataset_folder"]
-    assert folders == {"/tok/a": 0.5, "/tok/b": 0.5}
+    dataset = doc["data_stages"][0]["data"]["dataset"]
+    assert dataset == {"dataset_folder": ["/tok/a", "/tok/b"], "dataset_weights": [0.5, 0.5]}
 
 
 def test_every_format_round_trips_a_searched_style_mixture(tmp_path):
