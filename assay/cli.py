@@ -152,10 +152,11 @@ def list_raters() -> None:
     """List built-in raters and presets."""
     import json
 
-    from raters.registry import BUILTIN, RELEASED, presets
+    from raters.registry import BUILTIN, HF_CLASSIFIER, RELEASED, presets
 
     for name in sorted(BUILTIN):
         typer.echo(f"{name:32s} built-in")
+    typer.echo(f"{HF_CLASSIFIER + '=DIR':32s} any HF *ForSequenceClassification folder")
     for name in sorted(RELEASED):
         typer.echo(f"{name:32s} released with assay (raters/{RELEASED[name]})")
     for name, path in presets().items():
@@ -208,6 +209,7 @@ def _register_feature_commands() -> None:
     app.command("eval-rater")(cli_raters.eval_rater)
     app.command("embed")(cli_clustering.embed)
     app.command("cluster")(cli_clustering.cluster)
+    app.command("dedup")(cli_clustering.dedup)
     from assay import cli_serve
 
     app.command("serve")(cli_serve.serve)

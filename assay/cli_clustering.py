@@ -1,7 +1,8 @@
-"""``assay embed`` and ``assay cluster``: thin typed commands over ``clustering``.
+"""``assay embed``, ``assay cluster`` and ``assay dedup``: thin typed commands over
+``clustering``.
 
-Registered in ``assay.cli`` with ``app.command()(embed)`` and ``app.command()(cluster)``;
-the clustering modules (and torch, FAISS) are imported only when a command runs.
+Registered in ``assay.cli`` with ``app.command()(embed)`` etc.; the clustering modules
+(and torch, FAISS, datasketch) are imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -194,3 +195,35 @@ def cluster(
             f"{a['topics_nmi']:.3f} (topics)"
         )
     typer.echo(f"report: {out / 'report.html'}")
+
+
+def dedup(
+    annotated: Path = typer.Argument(..., help="Annotated corpus folder (assay annotate -o)"),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (shards + manifest)"),
+    threshold: float = typer.Option(0.8, help="Jaccard similarity of near duplicates"),
+    num_perm: int = typer.Option(128, help="MinHash permutations per document"),
+    ngram: int = typer.Option(5, help="Words per shingle"),
+    seed: int = typer.Option(1, help="Seed of the MinHash permutations"),
+    overwrite: bool = typer.Option(False, help="Discard an earlier run in OUT and start over"),
+) -> None:
+    """Near-duplicate clusters (MinHash LSH): dedup.cluster, dedup.size; resumable."""
+    try:
+        from assay.progress import progress_printer
+        from clustering.dedup import DedupConfig, dedup_corpus
+
+        cfg = DedupConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed)
+        progress = progress_printer("dedup")
+        try:
+            manifest = dedup_corpus(annotated, out, cfg, overwrite=overwrite, on_progress=progress)
+        finally:
+            progress.close()  # type: ignore[attr-defined]
+    except AssayError as e:
+        _fail(e)
+        return
+    c = manifest["counts"]
+    typer.echo(
+        f"{c['docs_in_duplicate_clusters']:,} of {c['rows']:,} documents are in "
+        f"{c['duplicate_clusters']:,} near-duplicate clusters ({c['duplicates']:,} beyond one "
+        f"per cluster; largest {c['largest_cluster']}): {out}"
+    )
+    typer.echo(f"use it: assay select {annotated} --dedup {out} ...")

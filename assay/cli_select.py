@@ -71,6 +71,12 @@ def select(
     ),
     clusters: Path | None = typer.Option(None, help="Clusters folder (cluster, cluster.topic)"),
     keep_pruned: bool = typer.Option(False, help="Also select from pruned clusters"),
+    where: str | None = typer.Option(
+        None, help="Keep only rows where this holds, e.g. \"lang == 'en' and dedup.size == 1\""
+    ),
+    dedup: Path | None = typer.Option(
+        None, help="Folder from assay dedup: keep the best-scored document per duplicate cluster"
+    ),
     temperature: float = typer.Option(
         0.0, help="Gumbel noise in score standard deviations; 0 = deterministic top"
     ),
@@ -93,6 +99,8 @@ def select(
             group_by=group_by,
             clusters=str(clusters) if clusters else None,
             keep_pruned=keep_pruned,
+            where=where,
+            dedup=str(dedup) if dedup else None,
             temperature=temperature,
             max_epochs=max_epochs,
             seed=seed,
@@ -109,6 +117,11 @@ def select(
         f"{c['budget_tokens']:,} tokens ({c['docs_repeated']:,} repeats) in "
         f"{sum(1 for g in m['groups'] if g['files'])} groups: {out}"
     )
+    if where or dedup:
+        typer.echo(
+            f"  left out: {c['where_excluded']:,} rows failing --where, "
+            f"{c['duplicates_excluded']:,} near-duplicates"
+        )
     for g in m["groups"]:
         if g["short"]:
             typer.echo(f"  group {g['name']}: short, {g['tokens_selected']:,} tokens")

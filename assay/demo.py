@@ -1,8 +1,10 @@
 """``make demo``: the main job end to end on the bundled demo corpus.
 
 It runs the demo recipe (``configs/pipelines/demo.yaml``) through :mod:`assay.pipeline`:
-split a held-out encyclopedic target -> annotate -> embed -> cluster -> mixture search ->
-influence -> select 200k tokens -> export, then prints what was selected and where.
+split a held-out encyclopedic target -> annotate (heuristics, perplexity, assay-mini-v1,
+lang) -> embed -> cluster -> mixture search -> influence -> select 200k tokens of English
+text, one document per near-duplicate cluster -> export, then prints what was selected
+and where.
 The per-domain summary table below is the annotate step's report.
 """
 
@@ -23,6 +25,7 @@ SUMMARY_COLUMNS = {
     "heuristics.rps_doc_frac_chars_dupe_5grams": "dup 5g chars",
     "perplexity.perplexity": "perplexity",
     "assay-mini-v1.quality": "mini quality",
+    "lang.score": "lang p",
 }
 
 

@@ -18,11 +18,14 @@ def step_select(ctx: Context) -> dict[str, Any]:
     annotated = ctx.artifact("influence") or require(ctx, "annotate", "select")
     mix = ctx.artifact("mix")
     clusters = ctx.artifact("cluster")
+    dedup = _dedup(ctx) if cfg.dedup else None
     config = SelectConfig(
         budget_tokens=cfg.budget_tokens,
         score=cfg.score,
         mixture=str(mix / "mixture.json") if mix else None,
         clusters=str(clusters) if clusters else None,
+        where=cfg.where,
+        dedup=str(dedup) if dedup else None,
         temperature=cfg.temperature,
         max_epochs=cfg.max_epochs,
         seed=ctx.recipe.seed,
@@ -31,11 +34,40 @@ def step_select(ctx: Context) -> dict[str, Any]:
     out = ctx.out / FOLDERS["select"]
     m = select(annotated, out, config, overwrite=True)
     c = m["counts"]
+    left_out = []
+    if cfg.where:
+        left_out.append(f"{c['where_excluded']:,} failing {cfg.where!r}")
+    if dedup:
+        left_out.append(f"{c['duplicates_excluded']:,} near-duplicates")
     ctx.say(
         f"selected {c['docs_selected']:,} documents, {c['tokens_selected']:,} of "
         f"{c['budget_tokens']:,} tokens"
+        + (f" (left out: {', '.join(left_out)})" if left_out else "")
     )
     return {"artifact": out, "summary": c}
+
+
+def _dedup(ctx: Context) -> Path:
+    """``assay dedup`` of the annotations into ``OUT/dedup`` (reused when it is current)."""
+    from assay.errors import ManifestMismatchError
+    from clustering.dedup import DedupConfig, dedup_corpus
+
+    cfg = ctx.recipe.select
+    annotated = require(ctx, "annotate", "select")
+    out = ctx.out / "dedup"
+    settings = DedupConfig(cfg.dedup_threshold, cfg.dedup_num_perm, cfg.dedup_ngram)
+    try:
+        m = dedup_corpus(annotated, out, settings)
+    except ManifestMismatchError:
+        ctx.say(f"{out} holds a dedup of other annotations or settings; starting over")
+        m = dedup_corpus(annotated, out, settings, overwrite=True)
+    c = m["counts"]
+    ctx.say(
+        f"dedup: {c['docs_in_duplicate_clusters']:,} of {c['rows']:,} documents in "
+        f"{c['duplicate_clusters']:,} near-duplicate clusters (Jaccard >= "
+        f"{settings.threshold}): {out}"
+    )
+    return out
 
 
 def step_export(ctx: Context) -> dict[str, Any]:

@@ -17,6 +17,13 @@ from typing import Any
 
 from assay.errors import ConfigError
 
+# assay select / dedup flags -> their keys in the recipe's select section (for messages)
+FILTER_KEYS = {
+    "--where": "where",
+    "--threshold": "dedup_threshold",
+    "--num-perm": "dedup_num_perm",
+    "--ngram": "dedup_ngram",
+}
 STEPS = ("split", "annotate", "embed", "cluster", "mix", "influence", "select", "export")
 # Recipe field types checked on load (a YAML typo gives a message, not a TypeError later).
 SCALARS: dict[str, tuple[type, ...]] = {
@@ -168,6 +175,18 @@ class SelectStep:
     """Tokens to select (annotation tokenizer)."""
     score: str = "zscore(`assay-mini-v1.quality`) - zscore(influence.score)"
     """Score expression; a column of a skipped step is an error."""
+    where: str | None = None
+    """Row filter (``assay select --where``), e.g. ``"lang == 'en'"`` (needs the ``lang``
+    rater); null = every row."""
+    dedup: bool = False
+    """Find near-duplicate clusters of the annotations (``assay dedup``, into
+    ``OUT/dedup``) and keep the best-scored document of each (``select --dedup``)."""
+    dedup_threshold: float = 0.8
+    """Jaccard similarity of near duplicates (``assay dedup --threshold``)."""
+    dedup_num_perm: int = 128
+    """MinHash permutations per document (``assay dedup --num-perm``)."""
+    dedup_ngram: int = 5
+    """Words per shingle (``assay dedup --ngram``)."""
     temperature: float = 0.0
     max_epochs: float = 1.0
 
@@ -215,6 +234,7 @@ class Recipe:
             raise ConfigError(f"split.docs must be >= 1, got {self.split.docs}")
         if self.select.budget_tokens <= 0:
             raise ConfigError(f"select.budget_tokens must be > 0, got {self.select.budget_tokens}")
+        self._validate_select_filters()
         if self.embed.skip and not self.cluster.skip:
             self.cluster.skip = True  # nothing to cluster without embeddings
         if self.cluster.skip and self.mix.group_by.startswith("cluster") and not self.mix.skip:
@@ -235,6 +255,23 @@ class Recipe:
         ):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+
+    def _validate_select_filters(self) -> None:
+        """select.where parses and the dedup settings are valid, before any step runs."""
+        from clustering.dedup import DedupConfig
+        from selector.where import parse_where
+
+        cfg = self.select
+        try:
+            if cfg.where is not None:
+                parse_where(cfg.where)
+            if cfg.dedup:  # (datasketch is only needed, and imported, when dedup is on)
+                DedupConfig(cfg.dedup_threshold, cfg.dedup_num_perm, cfg.dedup_ngram)
+        except ConfigError as e:
+            message = str(e.args[0])
+            for flag, key in FILTER_KEYS.items():
+                message = message.replace(flag, f"select.{key}")
+            raise ConfigError(message, hint=e.hint) from None
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

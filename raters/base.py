@@ -2,8 +2,9 @@
 
 A rater is a small object with one method, ``score(texts) -> columns``. Calling it on a
 batch (a dict of equal-length column lists, as corpus readers, BentoML and Ray Data's
-``map_batches`` all hand out) adds its columns, namespaced ``<name>.<column>``, so the
-same object runs in a loop, in the service and on a cluster unchanged.
+``map_batches`` all hand out) adds its columns, namespaced ``<name>.<column>`` (or, for
+the one column a rater may name ``bare_column``, ``<name>`` alone), so the same object
+runs in a loop, in the service and on a cluster unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from assay.errors import AssayError
 
 Columns = dict[str, np.ndarray]
 
@@ -27,6 +30,9 @@ class Rater(ABC):
     name: str = "rater"
     version: str = "1"
     text_field: str = "text"
+    bare_column: str | None = None
+    """A column of ``score`` written under the rater's name alone (the ``lang`` rater's
+    ``lang``) rather than ``<name>.<column>``; None for most raters."""
 
     @abstractmethod
     def score(self, texts: Sequence[str]) -> Columns:
@@ -45,5 +51,11 @@ class Rater(ABC):
                 raise AssertionError(
                     f"{self.name}.{column}: {len(values)} values for {len(texts)} texts"
                 )
-            out[f"{self.name}.{column}"] = values
+            key = self.name if column == self.bare_column else f"{self.name}.{column}"
+            if key == self.name and key in batch:
+                raise AssayError(
+                    f"the input already has a field {key!r}, which the {self.name} rater writes",
+                    hint=f"rename that field in the input, or leave out --rater {self.name}",
+                )
+            out[key] = values
         return out

@@ -44,21 +44,9 @@ from raters.encoder_formats import (
     load_nemo,
     special_tokens,
 )
-from raters.spec import RaterSpec, class_values, criterion_labels, domain_labels
+from raters.encoder_heads import Head, aggregate, build_heads
+from raters.spec import RaterSpec
 from raters.windows import cut_spans, make_windows, plan_batches
-
-
-@dataclass(frozen=True)
-class Head:
-    """One slice of the output vector and how to turn it into columns."""
-
-    name: str
-    kind: str  # "regression" | "classification" | "domain"
-    start: int
-    end: int
-    scale: tuple[float, float] = (0.0, 1.0)
-    values: np.ndarray | None = None  # classification: score of each class
-    labels: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -276,7 +264,7 @@ class EncoderRater(Rater):
                     pending = pool.submit(self._prepare, texts, groups[g + 1])
                 logits = self._run(group)
                 for k, head in enumerate(self.heads):
-                    acc[k][group.docs] = _aggregate(head, logits, group)
+                    acc[k][group.docs] = aggregate(head, logits, group.weights, group.starts)
                 fraction[group.docs] = group.fraction
                 n_tokens[group.docs] = group.n_tokens
         return self._columns(acc, fraction, n_tokens)
@@ -395,43 +383,6 @@ class EncoderRater(Rater):
         cols["scored_fraction"] = fraction
         cols["n_tokens"] = n_tok
         return cols
-
-
-def _aggregate(head: Head, logits: np.ndarray, group: _Group) -> np.ndarray:
-    """Per-document value of a head: weighted mean over each document's windows."""
-    x = logits[:, head.start : head.end].astype(np.float64)
-    if head.kind == "regression":
-        x = np.clip(x, *head.scale)
-    else:
-        x = np.exp(x - x.max(axis=1, keepdims=True))
-        x /= x.sum(axis=1, keepdims=True)
-    w = group.weights[:, None]
-    return np.add.reduceat(x * w, group.starts, axis=0) / np.add.reduceat(w, group.starts)
-
-
-def build_heads(spec: RaterSpec, id2label: dict[int, str] | None) -> list[Head]:
-    """Heads in spec order, labels resolved against the model's ``id2label``."""
-    heads = []
-    for i, c in enumerate(spec.criteria):
-        if c.type == "regression":
-            heads.append(Head(c.name, "regression", *c.logits, scale=c.scale))
-            continue
-        labels = criterion_labels(spec, i, id2label)
-        values = np.array(class_values(c, labels), dtype=np.float64)
-        heads.append(
-            Head(
-                c.name,
-                "classification",
-                *c.logits,
-                scale=c.scale,
-                values=values,
-                labels=tuple(labels) if labels is not None else None,
-            )
-        )
-    if spec.domain is not None:
-        labels = tuple(domain_labels(spec, id2label))
-        heads.append(Head("domain", "domain", *spec.domain.logits, labels=labels))
-    return heads
 
 
 def load_rater_dir(path: str | os.PathLike, **engine: Any) -> EncoderRater:

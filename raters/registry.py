@@ -3,13 +3,17 @@
 A rater reference is one of:
 
 - a built-in name: ``heuristics``, ``perplexity`` (``perplexity=MODEL_DIR`` swaps the LM),
-  ``dsir=TARGET`` (hashed n-gram importance weights toward a target corpus; ``raw=POOL``);
+  ``dsir=TARGET`` (hashed n-gram importance weights toward a target corpus; ``raw=POOL``),
+  ``lang`` (language id);
 - a released rater that ships with assay (``raters/released/<name>/``): ``assay-mini-v1``;
 - a preset in ``configs/raters/<name>.json`` bound to local model files:
   ``fineweb-edu=/models/fineweb-edu-classifier`` (presets describe published raters as
   released; their weights cannot be downloaded here, so the folder is the user's);
 - a folder holding ``rater.json`` next to its model files (what ``train-rater`` writes),
-  or ``NAME=FOLDER`` to give that rater another name (its column prefix).
+  or ``NAME=FOLDER`` to give that rater another name (its column prefix);
+- ``hf-classifier=DIR`` (or ``NAME=DIR``): any transformers ``*ForSequenceClassification``
+  folder without a ``rater.json``, its columns read from its ``config.json``
+  (``id2label``, ``problem_type``; see :mod:`raters.hf_classifier`).
 
 Options go to the rater's constructor: ``{"max_tokens": 128}``. Model raters take
 ``backend`` (``auto`` | ``hf`` | ``vllm``, see :mod:`raters.vllm_engine`), ``device``,
@@ -31,6 +35,7 @@ BUILTIN: dict[str, str] = {
     "heuristics": "raters.heuristics:HeuristicRater",
     "perplexity": "raters.perplexity:PerplexityRater",
     "dsir": "raters.dsir:DSIRRater",
+    "lang": "raters.lang:LangRater",
 }
 # NAME=VALUE binds VALUE to this constructor argument (a model folder, DSIR's target).
 MODEL_ARGUMENT = {"perplexity": "model", "dsir": "target"}
@@ -39,6 +44,8 @@ NEURAL = ("perplexity",)
 # Raters trained by assay and shipped in the repository: folders holding rater.json.
 RELEASED: dict[str, str] = {"assay-mini-v1": "released/assay-mini-v1"}
 MODEL_OPTIONS = ("device", "dtype", "backend")
+# Any HF sequence classifier, read from its config.json (raters.hf_classifier).
+HF_CLASSIFIER = "hf-classifier"
 # Spec fields a decoder rater's options may override.
 DECODER_SPEC_OPTIONS = ("max_tokens", "text_tokens", "long_doc")
 
@@ -58,7 +65,7 @@ def released_dir(name: str) -> Path:
 
 
 def available() -> list[str]:
-    return sorted({*BUILTIN, *RELEASED, *presets()})
+    return sorted({*BUILTIN, *RELEASED, *presets(), HF_CLASSIFIER})
 
 
 def _import(target: str) -> Any:
@@ -69,6 +76,13 @@ def _import(target: str) -> Any:
 def build_rater(ref: str, **options: Any) -> Rater:
     """Build the rater named by ``ref`` (see the module docstring)."""
     name, _, model = ref.partition("=")
+    if name == HF_CLASSIFIER:
+        if not model:
+            raise ConfigError(
+                f"--rater {HF_CLASSIFIER} needs a model folder",
+                hint=f"--rater {HF_CLASSIFIER}=/path/to/model (config.json + weights + tokenizer)",
+            )
+        return _hf_classifier(model, name, options)
     if name in BUILTIN:
         cls = _import(BUILTIN[name])
         if model:
@@ -115,11 +129,22 @@ def build_rater(ref: str, **options: Any) -> Rater:
             raise ConfigError(f"--rater {ref}: {name!r} is not a usable rater name")
         spec = load_spec(Path(model))
         return from_spec(dataclasses.replace(spec, name=name), options)
+    if model:
+        from raters.hf_classifier import is_sequence_classifier
+
+        if is_sequence_classifier(Path(model).expanduser()):
+            return _hf_classifier(model, name, options)
     raise ConfigError(
         f"unknown rater {ref!r}",
-        hint=f"use one of: {', '.join(available())}, NAME=MODEL_DIR for a preset, "
-        "or a folder containing rater.json",
+        hint=f"use one of: {', '.join(available())}, NAME=MODEL_DIR for a preset or a "
+        "sequence classifier, or a folder containing rater.json",
     )
+
+
+def _hf_classifier(model: str, name: str, options: dict[str, Any]) -> Rater:
+    from raters.hf_classifier import HFClassifierRater
+
+    return HFClassifierRater.from_folder(model, name, **options)
 
 
 def load_spec(path: str | Path) -> Any:

@@ -118,14 +118,7 @@ def _dotted(node: ast.AST) -> str:
 
 def parse_score(text: str) -> ScoreExpr:
     """Parse and check a ``--score`` expression (see the module docstring)."""
-    quoted: dict[str, str] = {}
-
-    def hide(m: re.Match[str]) -> str:
-        key = f"__col{len(quoted)}"
-        quoted[key] = m.group(1)
-        return key
-
-    source = _BACKTICK.sub(hide, text)
+    source, quoted = hide_backticks(text)
     allowed = "numbers, column names (`quoted` if they hold - or spaces), + - * /, unary -, "
     allowed += "and " + ", ".join(f"{k}()" for k in FUNCTIONS)
     try:
@@ -135,34 +128,50 @@ def parse_score(text: str) -> ScoreExpr:
             f"--score {text!r} is not an expression ({e.msg})", hint=allowed
         ) from None
     for node in ast.walk(tree):
-        bad = None
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                bad = f"constant {node.value!r}"
-        elif isinstance(node, ast.BinOp):
-            if type(node.op) not in _OPS:
-                bad = f"operator {type(node.op).__name__}"
-        elif isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, ast.USub | ast.UAdd):
-                bad = f"operator {type(node.op).__name__}"
-        elif isinstance(node, ast.Call):
-            name = node.func.id if isinstance(node.func, ast.Name) else None
-            if name not in FUNCTIONS or node.keywords:
-                bad = f"call of {ast.unparse(node.func)}"
-            elif len(node.args) != FUNCTIONS[name][1]:
-                bad = f"{name}() with {len(node.args)} arguments (takes {FUNCTIONS[name][1]})"
-        elif isinstance(node, ast.Attribute):
-            if not isinstance(node.value, ast.Name | ast.Attribute):
-                bad = f"attribute of {type(node.value).__name__}"
-        elif not isinstance(
-            node, ast.Expression | ast.Name | ast.Load | ast.operator | ast.unaryop
-        ):
-            bad = type(node).__name__
+        bad = arithmetic_error(node)
         if bad:
             raise ConfigError(f"--score {text!r}: {bad} is not allowed", hint=allowed)
     expr = ScoreExpr(text, tree, [], quoted)
     expr.columns = list(dict.fromkeys(expr._name(n) for n in _column_nodes(tree.body)))
     return expr
+
+
+def arithmetic_error(node: ast.AST) -> str | None:
+    """What is not allowed about one node of a score expression, or None if it is fine
+    (numbers, column names, ``+ - * /``, unary minus, the functions in :data:`FUNCTIONS`)."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+            return f"constant {node.value!r}"
+    elif isinstance(node, ast.BinOp):
+        if type(node.op) not in _OPS:
+            return f"operator {type(node.op).__name__}"
+    elif isinstance(node, ast.UnaryOp):
+        if not isinstance(node.op, ast.USub | ast.UAdd):
+            return f"operator {type(node.op).__name__}"
+    elif isinstance(node, ast.Call):
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name not in FUNCTIONS or node.keywords:
+            return f"call of {ast.unparse(node.func)}"
+        if len(node.args) != FUNCTIONS[name][1]:
+            return f"{name}() with {len(node.args)} arguments (takes {FUNCTIONS[name][1]})"
+    elif isinstance(node, ast.Attribute):
+        if not isinstance(node.value, ast.Name | ast.Attribute):
+            return f"attribute of {type(node.value).__name__}"
+    elif not isinstance(node, ast.Expression | ast.Name | ast.Load | ast.operator | ast.unaryop):
+        return type(node).__name__
+    return None
+
+
+def hide_backticks(text: str) -> tuple[str, dict[str, str]]:
+    """``text`` with each ```quoted name``` replaced by a Python name, and the mapping back."""
+    quoted: dict[str, str] = {}
+
+    def hide(m: re.Match[str]) -> str:
+        key = f"__col{len(quoted)}"
+        quoted[key] = m.group(1)
+        return key
+
+    return _BACKTICK.sub(hide, text), quoted
 
 
 def _column_nodes(node: ast.AST) -> list[ast.AST]:

@@ -3,8 +3,10 @@
 1. read the score columns, the group column and token counts of an annotated folder (the
    group may come from a clusters folder, row-aligned; pruned clusters are left out)
    (:mod:`selector.select_read`);
-2. combine the score (``--score`` expression or ``--weights`` file), z-score it over the
-   scored documents so ``--temperature`` is in standard deviations
+2. combine the score (``--score`` expression or ``--weights`` file); leave out the rows
+   that fail ``--where`` (:mod:`selector.where`) and, with ``--dedup``, all but the
+   best-scored document of each near-duplicate cluster; z-score the score over the
+   remaining documents so ``--temperature`` is in standard deviations
    (:mod:`selector.select_targets`);
 3. per-group token quotas from ``--mixture`` (proportional to what each group holds when
    only ``--group-by`` is given; one group ``all`` otherwise), capped by ``--max-epochs``;
@@ -19,7 +21,8 @@ This module holds the run's config and wires those steps together; the arithmeti
 :mod:`selector.gumbel` and :mod:`selector.select_targets`, the file I/O in
 :mod:`selector.select_read` and :mod:`selector.select_write`.
 
-Documents whose score is NaN are never chosen; they are counted in the manifest.
+Documents whose score is NaN are never chosen; they are counted in the manifest, as are
+those left out by ``--where``, by ``--dedup`` and by pruning.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from assay.errors import AssayError, ConfigError
 from selector.gumbel import Choice, choose
 from selector.mixture import Group, Mixture
 from selector.select_read import cluster_columns, read_columns, shard_offsets, token_counts
-from selector.select_targets import standardise, target_weights
+from selector.select_targets import one_per_cluster, standardise, target_weights
 from selector.select_write import KIND, commit_out, group_dir, prepare_out, write_groups
 
 
@@ -59,6 +62,12 @@ class SelectConfig:
     """Clusters folder from ``assay cluster`` giving ``cluster``/``cluster.topic``."""
     keep_pruned: bool = False
     """Also select from clusters that ``assay cluster --prune`` dropped."""
+    where: str | None = None
+    """Row filter (``--where``, :mod:`selector.where`): only rows where it holds are
+    selected, e.g. ``"lang == 'en' and heuristics.rps_doc_word_count >= 50"``."""
+    dedup: str | None = None
+    """Folder from ``assay dedup`` (``--dedup``): each near-duplicate cluster keeps its
+    best-scored document, so the budget is not spent twice on one text."""
     temperature: float = 0.0
     """Gumbel noise scale in standard deviations of the score; 0 = deterministic top."""
     max_epochs: float = 1.0
@@ -84,6 +93,12 @@ class SelectConfig:
             raise ConfigError(f"--max-epochs must be >= 1, got {self.max_epochs}")
         if self.shard_size <= 0:
             raise ConfigError(f"--shard-size must be > 0, got {self.shard_size}")
+
+
+def _filter(cfg: SelectConfig) -> Any:
+    from selector.where import parse_where
+
+    return parse_where(cfg.where) if cfg.where else None
 
 
 def _scorer(cfg: SelectConfig) -> Any:
@@ -113,6 +128,7 @@ def select(
     if not shards:
         raise AssayError(f"{annotated} has no shards")
     scorer = _scorer(cfg)
+    where = _filter(cfg)
     mixture = Mixture.read(cfg.mixture) if cfg.mixture else None
     mixture_group_by = mixture.group_by if mixture else None
     group_by = cfg.group_by or mixture_group_by
@@ -127,9 +143,13 @@ def select(
         raise ConfigError(
             f"--group-by {group_by} lives in a clusters folder", hint="pass --clusters DIR"
         )
-    score_cols = [c for c in scorer.columns if c not in extra]
-    in_annotated = [group_by] if group_by and group_by not in extra else []
-    cols = read_columns(annotated, shards, score_cols + in_annotated)
+    if cfg.dedup:
+        from clustering.dedup import dedup_columns
+
+        extra.update(dedup_columns(annotated, Path(cfg.dedup)))
+    wanted = [*scorer.columns, *(where.columns if where else []), group_by]
+    in_annotated = [c for c in dict.fromkeys(wanted) if c and c not in extra]
+    cols = read_columns(annotated, shards, in_annotated)
     cols.update(extra)
     offsets = shard_offsets(annotated, shards)
     n = int(offsets[-1])
@@ -142,6 +162,15 @@ def select(
         drop = extra["cluster.pruned"].astype(bool)
         pruned = int((drop & ok).sum())
         ok &= ~drop
+    filtered = duplicates = 0
+    if where is not None:
+        passes = where({c: cols[c] for c in where.columns})
+        filtered = int((ok & ~passes).sum())
+        ok &= passes
+    if cfg.dedup:
+        keep = one_per_cluster(extra["dedup.cluster"], raw, ok)
+        duplicates = int((ok & ~keep).sum())
+        ok &= keep
     z, mean, sd = standardise(raw, ok)
     values = cols[group_by] if group_by else None
     # The mixture's weights apply to its groups only when rows are grouped at all.
@@ -165,7 +194,8 @@ def select(
     if selected == 0:
         raise AssayError(
             "nothing was selected: no scored document fits the budget",
-            hint="raise --budget-tokens or check the score columns for NaN",
+            hint="raise --budget-tokens, check the score columns for NaN"
+            + (f", or loosen --where ({filtered:,} rows failed it)" if where else ""),
         )
     final, out = out, prepare_out(out, overwrite)
     files = write_groups(
@@ -218,6 +248,7 @@ def select(
         inputs={
             **provenance,
             "clusters": str(Path(cfg.clusters).resolve()) if cfg.clusters else None,
+            "dedup": str(Path(cfg.dedup).resolve()) if cfg.dedup else None,
             "mixture": str(Path(cfg.mixture).resolve()) if cfg.mixture else None,
             "weights": str(Path(cfg.weights).resolve()) if cfg.weights else None,
         },
@@ -234,6 +265,8 @@ def select(
             "rows": n,
             "unscored": unscored,
             "pruned_excluded": pruned,
+            "where_excluded": filtered,
+            "duplicates_excluded": duplicates,
             "budget_tokens": cfg.budget_tokens,
             "tokens_selected": selected,
             "tokens_left": cfg.budget_tokens - selected,

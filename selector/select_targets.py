@@ -3,7 +3,9 @@
 * :func:`standardise`: the combined score as a z-score over the selectable documents, so
   ``--temperature`` is in standard deviations whatever the score's scale;
 * :func:`target_weights`: each row's group number and each group's target weight, from
-  a mixture's weights or, without one, in proportion to the tokens each group holds.
+  a mixture's weights or, without one, in proportion to the tokens each group holds;
+* :func:`one_per_cluster`: the best-scored row of each near-duplicate cluster
+  (``--dedup``).
 
 No file is read here (``selector.select`` reads the columns and the mixture), so both
 are tested by hand values.
@@ -73,4 +75,22 @@ def target_weights(
     return names, weights, group
 
 
-__all__ = ["standardise", "target_weights"]
+def one_per_cluster(cluster: np.ndarray, score: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Mask of the rows kept when each near-duplicate cluster keeps one: among a
+    cluster's ``ok`` rows, the highest ``score`` (the first row on a tie). Rows that are
+    not ``ok`` are never kept and never stand in for their cluster.
+
+    Example: cluster [0, 0, 2, 0], score [1, 3, 5, 3], ok [T, T, T, T] -> [F, T, T, F].
+    """
+    ok = np.asarray(ok, dtype=bool)
+    rows = np.flatnonzero(ok)
+    c = np.asarray(cluster)[rows]
+    order = np.lexsort((rows, -np.asarray(score, dtype=np.float64)[rows], c))
+    sorted_c = c[order]
+    first = np.r_[True, sorted_c[1:] != sorted_c[:-1]] if rows.size else np.zeros(0, bool)
+    keep = np.zeros(len(ok), dtype=bool)
+    keep[rows[order][first]] = True
+    return keep
+
+
+__all__ = ["one_per_cluster", "standardise", "target_weights"]
