@@ -73,6 +73,34 @@ def _options(ctx: Context, ref: str) -> dict[str, Any]:
     return options
 
 
+def _use_annotations(ctx: Context) -> dict[str, Any]:
+    """``annotate.use``: a finished annotated folder; the raters of ``annotate.add`` (a
+    target-dependent ``dsir``, say, beside shared annotations) add their columns to a copy
+    in ``OUT/annotated``, shard for shard (``assay.annotate_more``: embeddings stay
+    aligned)."""
+    from assay.annotate_more import add_columns
+    from raters.registry import build_rater
+
+    cfg = ctx.recipe.annotate
+    use = Path(cfg.use)
+    m = mf.read_manifest(use, kind="annotations")
+    extra = list(cfg.add)
+    ctx.say(f"using the finished annotations in {use} ({m['counts']['rows']:,} rows)")
+    if not extra:
+        return {"artifact": use, "summary": m["counts"]}
+    shards = [str(use / s) for s in m["shards"]]
+    raters = []
+    for ref in extra:
+        options = _options(ctx, ref)
+        if ref.partition("=")[0] == "dsir":
+            options["raw"] = ctx.recipe.annotate.options.get("dsir", {}).get("raw", shards)
+        raters.append(build_rater(ref, dtype=resolve_dtype(cfg.dtype), **options))
+    out = ctx.out / FOLDERS["annotate"]
+    m = add_columns(use, out, raters)
+    ctx.say(f"added {', '.join(r.name for r in raters)} to them: {out}")
+    return {"artifact": out, "summary": m["counts"]}
+
+
 def step_annotate(ctx: Context) -> dict[str, Any]:
     """``assay annotate`` of the pool with the recipe's raters (resumable by shard)."""
     from assay.annotate import annotate, read_annotations
@@ -82,9 +110,10 @@ def step_annotate(ctx: Context) -> dict[str, Any]:
 
     cfg = ctx.recipe.annotate
     if cfg.use:
-        m = mf.read_manifest(cfg.use, kind="annotations")
-        ctx.say(f"using the finished annotations in {cfg.use} ({m['counts']['rows']:,} rows)")
-        return {"artifact": Path(cfg.use), "summary": m["counts"]}
+        return _use_annotations(ctx)
+    if cfg.add:
+        raise ConfigError("annotate.add adds columns to annotate.use's folder; set use too",
+                          hint="or list the raters in annotate.raters")  # fmt: skip
     dtype = resolve_dtype(cfg.dtype)
     raters = [build_rater(r, dtype=dtype, **_options(ctx, r)) for r in cfg.raters]
     out = ctx.out / FOLDERS["annotate"]

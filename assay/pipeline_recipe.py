@@ -59,7 +59,11 @@ class AnnotateStep:
     use: str | None = None
     """A finished annotated folder to use instead of annotating (``assay annotate`` or
     ``assay annotate --ray`` output, or a ``clustering.subset`` copy without held-out
-    documents); the rater settings below are then not read."""
+    documents); ``raters`` is then not read."""
+    add: list[str] = field(default_factory=list)
+    """With ``use``: raters whose columns are added to a copy of that folder in
+    ``OUT/annotated``, shard for shard (e.g. ``[dsir]``, which depends on the target,
+    beside annotations shared by several targets)."""
     raters: list[str] = field(default_factory=lambda: ["heuristics", "perplexity"])
     """Rater names (``assay raters``) or ``NAME=MODEL_DIR``."""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -173,8 +177,12 @@ class SelectStep:
     skip: bool = False
     budget_tokens: int = 200_000
     """Tokens to select (annotation tokenizer)."""
-    score: str = "zscore(`assay-mini-v1.quality`) - zscore(influence.score)"
-    """Score expression; a column of a skipped step is an error."""
+    score: str = (
+        "zscore(`assay-mini-v1.quality`) - zscore(influence.score) + zscore(`dsir.score`)"
+    )
+    """Score expression; a column of a skipped step is an error. The default needs the
+    ``assay-mini-v1`` and ``dsir`` raters (dsir toward the target: the efficacy suite's
+    figures in benchmarks/RESULTS.md) and the influence step."""
     where: str | None = None
     """Row filter (``assay select --where``), e.g. ``"lang == 'en'"`` (needs the ``lang``
     rater); null = every row."""

@@ -110,7 +110,8 @@ def run_target(job: dict[str, Any]) -> dict[str, Any]:
         recipe = {
             "corpus": [job["corpus"]], "out": str(folder / "pipeline"), "threads": 1,
             "split": {"skip": True, "target_path": str(folder / "dev.jsonl")},
-            "annotate": {"use": str(folder / "pool" / "annotated"), "raters": list(RATERS)},
+            # dsir depends on the target: the pipeline adds it to this target's copy
+            "annotate": {"use": str(folder / "pool" / "annotated"), "add": ["dsir"]},
             "embed": {"use": str(folder / "pool" / "embeddings")},
             "cluster": {"topics": job["topics"]},
             "mix": {"method": "trust", "proxy": job["search_proxy"]},

@@ -96,3 +96,36 @@ def test_the_pipeline_runs_on_the_copies_through_annotate_and_embed_use(folders,
     (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
     with pytest.raises(Exception, match=r"annotation shards|does not match"):
         run_pipeline(load_recipe(tmp_path / "recipe.yaml"), say=lambda _: None)
+
+
+def test_columns_added_to_a_subset_keep_its_shards_and_alignment(folders, tmp_path):
+    """annotate.use + a rater the shared annotations lack (the pipeline's dsir): the copy
+    has the same shards, rows and columns plus the new ones, and stays aligned."""
+    from assay.annotate_more import add_columns
+    from raters.dsir import DSIRRater
+
+    root, docs = folders
+    ids = [str(d["id"]) for d in docs]
+    subset_folders(root / "ann", root / "emb", tmp_path / "sub", set(ids[3:40]))
+    sub = tmp_path / "sub" / "annotated"
+    (tmp_path / "target.jsonl").write_text(
+        "".join(json.dumps(d) + "\n" for d in docs if d["domain"] == docs[0]["domain"])
+    )
+    shards = [str(sub / s) for s in mf.read_manifest(sub, kind="annotations")["shards"]]
+    dsir = DSIRRater(str(tmp_path / "target.jsonl"), shards)
+    m = add_columns(sub, tmp_path / "more", [dsir], batch=7)  # batches cross no shard
+    before = mf.read_manifest(sub, kind="annotations")
+    assert m["shards"] == before["shards"] and m["counts"] == before["counts"]
+    assert [x["name"] for x in m["models"]][-1] == "dsir"
+    for name in m["shards"]:
+        old, new = pq.read_table(sub / name), pq.read_table(tmp_path / "more" / name)
+        added = [*old.column_names, "dsir.score", "dsir.per_ngram"]
+        assert new.num_rows == old.num_rows and new.column_names == added
+        assert new.select(old.column_names).equals(old)
+        expect = dsir.score(old["text"].to_pylist())["score"]
+        np.testing.assert_allclose(new["dsir.score"].to_numpy(), expect, rtol=1e-6)
+    out = cluster_corpus(tmp_path / "more", tmp_path / "sub" / "embeddings", tmp_path / "cl",
+                         ClusterConfig(k=3, seed=0, topics=2))  # fmt: skip
+    assert out["counts"]["rows"] == before["counts"]["rows"]
+    with pytest.raises(ConfigError, match="already has column"):
+        add_columns(tmp_path / "more", tmp_path / "again", [dsir])
