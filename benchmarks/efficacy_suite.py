@@ -10,7 +10,10 @@ token budgets at common seeds and are scored on the target's eval half:
 
 random, proportional, quality (assay-mini-v1 top-k), dsir (hashed n-gram importance toward
 the dev half), mixture (the mix step's quotas, random inside), influence (MATES top-k),
-assay (the pipeline's selection).
+assay (the pipeline's selection, default score: quality - influence + dsir toward the dev
+half, which ``annotate.add: [dsir]`` puts on the target's copy of the shared annotations);
+extra arms from the same run: assay+dsir (the arm's own z-scores of that sum; equal to
+assay since the default score has dsir), mixture+dsir (the quotas, DSIR top-k inside).
 
 Per target and arm: target loss (mean ± std over seeds), Δ against random in random's
 std, the bigram loss, tokens to random's final loss. Summary per arm: **win rate**
