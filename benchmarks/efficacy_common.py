@@ -41,7 +41,9 @@ PRESETS = {  # proxy sizes (2-core CPU: 0.13M x 31k tokens ~5 s, 1M x 125k ~27 s
     },
 }
 ARMS = ("random", "proportional", "quality", "dsir", "mixture", "influence", "assay")
-EXTRA_ARMS = ("assay+dsir", "mixture+dsir")  # from the same pipeline run (suite --arms)
+# from the same pipeline run (suite --arms); assay-influence: the default score without
+# its influence term (quality + dsir under the quotas)
+EXTRA_ARMS = ("assay+dsir", "mixture+dsir", "assay-influence")
 STOCHASTIC = ("random", "proportional", "mixture")  # a new random draw per seed
 COLORS = {"random": "#7f7f7f", "proportional": "#1f77b4", "quality": "#ff7f0e",
           "dsir": "#8c564b", "mixture": "#2ca02c", "influence": "#9467bd",
@@ -191,6 +193,11 @@ def arm_rows(arm: str, seed: int, pool: Pool, budget: int) -> np.ndarray:
         if pool.dsir is None:
             raise ValueError("the assay+dsir arm needs Pool.dsir (run_efficacy computes it)")
         scores = _z(pool.quality) - _z(pool.influence) + _z(pool.dsir)
+        group, weights = pool.mix_group, pool.mix_weights
+    elif arm == "assay-influence":
+        if pool.dsir is None:
+            raise ValueError("the assay-influence arm needs Pool.dsir (run_efficacy computes it)")
+        scores = _z(pool.quality) + _z(pool.dsir)
         group, weights = pool.mix_group, pool.mix_weights
     elif arm == "mixture+dsir":  # the mix step's quotas, DSIR's top-k inside each group
         if pool.dsir is None:

@@ -41,6 +41,10 @@ def test_efficacy_arm_rows_by_hand():
     assert bench.arm_rows("mixture", 0, pool, 20).tolist() == [0, 1]  # group 0 only, row 2 pruned
     assert bench.arm_rows("assay", 0, pool, 20).tolist() == [2]
     assert bench.arm_rows("dsir", 0, pool, 20).tolist() == [1, 3]  # highest log weights
+    # the quotas (group 0 only; row 2 is pruned), then DSIR inside: rows 1 (9.0) and 0
+    assert bench.arm_rows("mixture+dsir", 0, pool, 20).tolist() == [0, 1]
+    # quality + dsir z-scores inside the quotas: row 1 (q 1, dsir 9) beats row 0 (0, 0)
+    assert bench.arm_rows("assay-influence", 0, pool, 10).tolist() == [1]
     assert bench.domain_shares(["a", "b", "a"], [1, 2, 1]) == {"a": 0.5, "b": 0.5}
     assert bench.total_variation({"a": 1.0}, {"b": 1.0}) == 1.0
 
