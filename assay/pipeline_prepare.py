@@ -92,8 +92,8 @@ def _use_annotations(ctx: Context) -> dict[str, Any]:
     raters = []
     for ref in extra:
         options = _options(ctx, ref)
-        if ref.partition("=")[0] == "dsir":
-            options["raw"] = ctx.recipe.annotate.options.get("dsir", {}).get("raw", shards)
+        if ref.partition("=")[0] == "dsir" and "raw" not in cfg.options.get("dsir", {}):
+            options["raw"] = shards  # the pool these annotations hold
         raters.append(build_rater(ref, dtype=resolve_dtype(cfg.dtype), **options))
     out = ctx.out / FOLDERS["annotate"]
     m = add_columns(use, out, raters)

@@ -42,16 +42,8 @@ def main() -> None:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     from assay.corpus import read_documents
-    from clustering.minhash import (
-        EMPTY,
-        band_keys,
-        candidate_pairs,
-        components,
-        lsh_params,
-        shingles,
-        signatures,
-        similarity,
-    )
+    from clustering.dedup import cluster_signatures
+    from clustering.minhash import lsh_params, shingles, signatures
     from raters.heuristics import HeuristicRater
     from raters.lang import LangRater
 
@@ -83,19 +75,12 @@ def main() -> None:
     t_sig = time.perf_counter() - t0
     t0 = time.perf_counter()
     bands, rows = lsh_params(0.8, 128)
-    keys = band_keys(sig, bands, rows)
-    pairs = [candidate_pairs(keys[:, j]) for j in range(bands)]
-    a = np.concatenate([p[0] for p in pairs])
-    b = np.concatenate([p[1] for p in pairs])
-    empty = (sig == EMPTY).all(axis=1)
-    keep = ~(empty[a] | empty[b])
-    keep[keep] = similarity(sig[a[keep]], sig[b[keep]]) >= 0.8
-    cluster, size = components(len(texts), a[keep], b[keep])
+    cluster, size, _, (a, b) = cluster_signatures([sig], 0.8, bands, rows)  # assay dedup's
     t_lsh = time.perf_counter() - t0
 
     # precision: the exact Jaccard of every pair the LSH stage kept
-    sets = {i: shingles(texts[i], 5) for i in np.unique(np.r_[a[keep], b[keep]])}
-    kept = zip(a[keep], b[keep], strict=True)
+    sets = {i: shingles(texts[i], 5) for i in np.unique(np.r_[a, b])}
+    kept = zip(a, b, strict=True)
     exact = [len(sets[i] & sets[j]) / len(sets[i] | sets[j]) for i, j in kept]
 
     ours = lang.score(texts)["lang"]

@@ -163,7 +163,7 @@ def dedup_corpus(
                 f"expected ({s.rows}, {cfg.num_perm})",
                 hint="rerun with --overwrite",
             )
-    cluster, size, found = _clusters(arrays, cfg.threshold, bands, rows)
+    cluster, size, found, _ = cluster_signatures(arrays, cfg.threshold, bands, rows)
     t_lsh = time.perf_counter() - t0 - t_sig
 
     import pyarrow as pa
@@ -225,10 +225,12 @@ def dedup_corpus(
     return manifest
 
 
-def _clusters(
+def cluster_signatures(
     arrays: list[np.ndarray], threshold: float, bands: int, rows: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """``(cluster, size, counts)`` over the row-aligned signature shards."""
+) -> tuple[np.ndarray, np.ndarray, dict[str, int], tuple[np.ndarray, np.ndarray]]:
+    """``(cluster, size, counts, (a, b))`` over the row-aligned signature shards: the LSH
+    candidates, verified by signature agreement >= ``threshold``, joined into connected
+    components; ``(a, b)`` are the verified pairs (global rows)."""
     n = sum(len(a) for a in arrays)
     keys = np.empty((n, bands), dtype=np.uint64)
     empty = np.empty(n, dtype=bool)
@@ -257,7 +259,7 @@ def _clusters(
         a, b = a[sim >= threshold], b[sim >= threshold]
     cluster, size = components(n, a, b)
     counts = {"no_shingles": int(empty.sum()), "candidates": candidates, "verified": int(a.size)}
-    return cluster, size, counts
+    return cluster, size, counts, (a, b)
 
 
 def _gather(arrays: list[np.ndarray], rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -283,4 +285,4 @@ def dedup_columns(annotated: Path, folder: Path) -> dict[str, np.ndarray]:
     return {c: np.concatenate([p.column(c).to_numpy() for p in parts]) for c in COLUMNS}
 
 
-__all__ = ["COLUMNS", "KIND", "DedupConfig", "dedup_columns", "dedup_corpus"]
+__all__ = ["COLUMNS", "KIND", "DedupConfig", "cluster_signatures", "dedup_columns", "dedup_corpus"]

@@ -4,6 +4,7 @@ written, ``abort`` removes it; as a context manager, an exception aborts)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -32,15 +33,17 @@ def iter_texts(
             yield texts, ids
 
 
-class StagedWriter:
+class StagedWriter(ABC):
     """A writer whose files appear whole or not at all: subclasses define ``close`` and
     ``abort``; ``with`` calls the first on success and the second on an exception."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Move the staged files into place."""
 
+    @abstractmethod
     def abort(self) -> None:
-        raise NotImplementedError
+        """Remove the staged files; nothing of this writer is left behind."""
 
     def __enter__(self) -> StagedWriter:
         return self

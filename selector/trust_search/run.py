@@ -55,7 +55,7 @@ def search_trust(
         verification = {"chosen": "proposal", "reason": "--verify 0: not checked"}
     else:
         seeds = [proxy_seed + 1 + s for s in range(config.verify)]
-        held = list(getattr(runner, "holdout", []))  # documents the rounds never fitted
+        held = list(runner.holdout)  # documents the rounds never fitted
         on = held or None
         pa, pb = (math.nan, math.nan) if held else (prop.mean, prop.prior_mean)
         a = [runner.measure(weights, "verify-proposal", pa, s, targets=on) for s in seeds]
